@@ -2,6 +2,16 @@
 //! the Ascend legality profile, and the reference semantics of every op.
 
 pub mod case;
+pub mod context;
+pub mod diagnostics;
+pub mod location;
 pub mod npy;
+pub mod op_view;
+pub mod parse;
+pub mod profile;
 pub mod reference;
+pub mod scenario;
+pub mod schema;
 pub mod tensor;
+pub mod types;
+pub mod verify;

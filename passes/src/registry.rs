@@ -1,0 +1,23 @@
+//! Every pass, registered in one place.
+
+use crate::pass::{Pass, PassError, PassInfo, PassOptions};
+use crate::transforms::{check_ascend_profile, verify};
+
+/// The descriptions of every registered pass, in a stable order.
+pub fn registry() -> &'static [&'static PassInfo] {
+    &[&verify::INFO, &check_ascend_profile::INFO]
+}
+
+/// Whether `name` is one of our passes (as opposed to an upstream MLIR pass).
+pub fn is_registered(name: &str) -> bool {
+    registry().iter().any(|info| info.name == name)
+}
+
+/// Creates a configured pass by name.
+pub fn create(name: &str, options: &PassOptions) -> Result<Box<dyn Pass>, PassError> {
+    Ok(match name {
+        n if n == verify::INFO.name => Box::new(verify::VerifyPass::create(options)?),
+        n if n == check_ascend_profile::INFO.name => Box::new(check_ascend_profile::CheckAscendProfilePass::create(options)?),
+        other => return Err(PassError::Unknown(other.to_string())),
+    })
+}
