@@ -15,6 +15,8 @@ pub enum SourceLoc {
         /// Column, 1-based.
         col: usize,
     },
+    /// A whole file or directory (input that is not MLIR text, such as a case directory).
+    Path(String),
     /// The IR carries no file position for this thing.
     Unknown,
 }
@@ -66,6 +68,7 @@ impl fmt::Display for SourceLoc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceLoc::File { file, line, col } => write!(f, "{file}:{line}:{col}"),
+            SourceLoc::Path(path) => f.write_str(path),
             SourceLoc::Unknown => write!(f, "<unknown>"),
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::op_view::NpuOp;
 use crate::scenario::Scenario;
-use crate::types::{Elem, TensorInfo};
+use crate::types::TensorInfo;
 use crate::op_view::AttrValue;
 use std::fmt;
 
@@ -115,9 +115,6 @@ pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViola
             return p.found;
         }
         Scenario::A8W8 => {
-            if w.rank() != 5 {
-                p.fail("a8w8-weight-nz", "operand 'w'", "int8 FRACTAL_NZ (e, n1, k1, 16, 32)", w.text.clone());
-            }
             p.multiple("k-multiple-of-16", "k", k, 16);
             p.multiple("n-multiple-of-32", "n", n, 32);
             if let Some(n) = n
@@ -181,12 +178,6 @@ pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViola
             p.fail("no-empty-tensors", format!("'{name}'"), "non-empty", info.text.clone());
         }
     }
-    if let Some(scale) = op.operand_info("scale")
-        && scenario == Scenario::A8W8
-        && !matches!(scale.elem, Elem::F32 | Elem::BF16)
-    {
-        p.fail("a8w8-scale-dtype", "operand 'scale'", "f32 or bf16", scale.text);
-    }
     if version == CannVersion::Older {
         if group_list_type != 1 {
             p.fail("older-group-list-counts", "attribute 'group_list_type'", "1 (counts) on the older release", group_list_type.to_string());
@@ -206,4 +197,26 @@ pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViola
 
 fn presence(present: bool) -> &'static str {
     if present { "present" } else { "absent" }
+}
+
+/// Every profile violation of every fused op in a module, as located errors
+/// (`'npu.grouped_matmul_finalize_routing' op is outside the Ascend profile ...`).
+pub fn check_module(module: &melior::ir::Module<'_>, version: CannVersion) -> Vec<crate::diagnostics::Diagnostic> {
+    use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
+    let mut found = Vec::new();
+    module.as_operation().walk(WalkOrder::PreOrder, |operation| {
+        if let Ok(Some(op)) = NpuOp::new(operation)
+            && op.schema.name == crate::schema::GMMFR.name
+        {
+            let location = crate::location::SourceLoc::from_location(operation.location());
+            for violation in check_gmmfr(&op, version) {
+                found.push(crate::diagnostics::Diagnostic::error(
+                    location.clone(),
+                    format!("'{}' op is outside the Ascend profile (CANN {version}): {violation}", op.name()),
+                ));
+            }
+        }
+        WalkResult::Advance
+    });
+    found
 }

@@ -2,10 +2,8 @@
 
 use crate::pass::{Pass, PassError, PassInfo, PassOption, PassOptions, PassOutcome, bool_option, check_option_names};
 use gmmfr_dialect::context::NpuContext;
-use gmmfr_dialect::diagnostics::{Diagnostic, Severity};
-use gmmfr_dialect::location::SourceLoc;
-use gmmfr_dialect::op_view::NpuOp;
-use gmmfr_dialect::profile::{CannVersion, check_gmmfr};
+use gmmfr_dialect::diagnostics::Severity;
+use gmmfr_dialect::profile::{CannVersion, check_module};
 use gmmfr_dialect::schema;
 use melior::ir::{
     Module,
@@ -55,27 +53,13 @@ impl Pass for CheckAscendProfilePass {
     }
 
     fn run(&self, _context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
-        let mut found = Vec::new();
-        let mut checked = 0u64;
-        module.as_operation().walk(WalkOrder::PreOrder, |operation| {
-            if let Ok(Some(op)) = NpuOp::new(operation)
-                && op.schema.name == schema::GMMFR.name
-            {
-                checked += 1;
-                let location = SourceLoc::from_location(operation.location());
-                for violation in check_gmmfr(&op, self.version) {
-                    let mut diagnostic = Diagnostic::error(
-                        location.clone(),
-                        format!("'{}' op is outside the Ascend profile (CANN {}): {violation}", op.name(), self.version),
-                    );
-                    if !self.strict {
-                        diagnostic.severity = Severity::Warning;
-                    }
-                    found.push(diagnostic);
-                }
+        let mut found = check_module(module, self.version);
+        let checked = count_fused_ops(module);
+        if !self.strict {
+            for diagnostic in &mut found {
+                diagnostic.severity = Severity::Warning;
             }
-            WalkResult::Advance
-        });
+        }
         if self.strict && !found.is_empty() {
             return Err(PassError::Failed(found));
         }
@@ -84,4 +68,15 @@ impl Pass for CheckAscendProfilePass {
         outcome.statistics.insert("violations".into(), outcome.diagnostics.len() as u64);
         Ok(outcome)
     }
+}
+
+fn count_fused_ops(module: &Module<'_>) -> u64 {
+    let mut count = 0;
+    module.as_operation().walk(WalkOrder::PreOrder, |operation| {
+        if operation.name().as_string_ref().as_str() == Ok(schema::GMMFR.name) {
+            count += 1;
+        }
+        WalkResult::Advance
+    });
+    count
 }

@@ -1,0 +1,95 @@
+//! `gmmfr run-case`: evaluate the fused op of a case directory.
+
+use gmmfr::{Compiler, Error, case_module};
+use gmmfr_dialect::case::Case;
+use gmmfr_dialect::location::SourceLoc;
+use gmmfr_dialect::reference;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where the case runs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Target {
+    /// The reference semantics (dialect/src/reference).
+    Reference,
+}
+
+/// Relative tolerance (to the output's max magnitude) for the comparison with expected.npy.
+pub const TOLERANCE: f64 = 1e-5;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The case directory (SPEC section 7).
+    dir: PathBuf,
+    /// Where to run it.
+    #[arg(long, value_enum, default_value = "reference")]
+    target: Target,
+    /// Write the output here as .npy.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Error> {
+    let dir = args.dir.display().to_string();
+    let case = Case::load(&args.dir)?;
+    let operands = case.operands();
+
+    // The case is held to the same rules as hand-written IR: build its module and verify it.
+    let compiler = Compiler::new()?;
+    let source = case_module::case_source(&operands, &case.attrs);
+    compiler.load_source(&source, &dir).map_err(|error| relocate(error, &dir))?;
+
+    let out = match args.target {
+        Target::Reference => reference::grouped_matmul_finalize_routing(&operands, &case.attrs)
+            .map_err(|source| Error::Eval { context: dir.clone(), source })?,
+    };
+    if let Some(path) = &args.output {
+        gmmfr_dialect::npy::write_npy(path, &out)
+            .map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?;
+    }
+    if let Some(reason) = &case.expect_error {
+        eprintln!("{dir}: error: the case says it must be rejected ({}), but it ran", reason.trim());
+        return Ok(ExitCode::from(1));
+    }
+    let shape = out.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    match &case.expected {
+        Some(expected) => {
+            let comparison = reference::compare(&out, expected).map_err(|source| Error::Eval { context: format!("{dir}/expected.npy"), source })?;
+            let verdict = if comparison.within(TOLERANCE) { "ok" } else { "MISMATCH" };
+            println!(
+                "{dir}: {verdict}: out {shape} f32, max abs error {:.3e}, relative {:.3e} (tolerance {TOLERANCE:.0e} of max |expected| = {:.4e})",
+                comparison.max_abs_error, comparison.relative, comparison.max_abs_expected
+            );
+            Ok(if comparison.within(TOLERANCE) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        None => {
+            println!("{dir}: ran: out {shape} f32 (no expected.npy to compare with)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Errors in the generated module are about the case's files, not about generated text.
+fn relocate(error: Error, dir: &str) -> Error {
+    match error {
+        Error::Invalid(diagnostics) => Error::Invalid(
+            diagnostics
+                .into_iter()
+                .map(|mut d| {
+                    d.location = SourceLoc::Path(dir.to_string());
+                    d
+                })
+                .collect(),
+        ),
+        Error::Parse(gmmfr_dialect::parse::ParseError::Invalid { diagnostics }) => Error::Invalid(
+            diagnostics
+                .into_iter()
+                .map(|mut d| {
+                    d.location = SourceLoc::Path(dir.to_string());
+                    d
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}

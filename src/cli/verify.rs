@@ -1,0 +1,44 @@
+//! `gmmfr verify`: parse and verify, optionally against the Ascend profile, and summarize.
+
+use gmmfr::{Compiler, Error, summary};
+use gmmfr_dialect::profile::CannVersion;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Which backend's legality to check.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Target {
+    /// Any valid IR (the CPU loop target).
+    Loops,
+    /// Valid IR that the Ascend aclnn kernel also accepts (SPEC section 4).
+    Ascend,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The module to verify.
+    input: PathBuf,
+    /// Check the Ascend profile as well.
+    #[arg(long, value_enum, default_value = "loops")]
+    target: Target,
+    /// CANN release whose restrictions apply with --target ascend: older or newer.
+    #[arg(long, default_value = "newer", value_parser = parse_version)]
+    cann_version: CannVersion,
+}
+
+fn parse_version(text: &str) -> Result<CannVersion, String> {
+    text.parse()
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Error> {
+    let compiler = Compiler::new()?;
+    let module = compiler.load_file(&args.input)?;
+    if let Target::Ascend = args.target {
+        let violations = compiler.check_ascend(&module, args.cann_version);
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
+    }
+    print!("{}", summary::render(&args.input.display().to_string(), &summary::summarize(&module)));
+    Ok(ExitCode::SUCCESS)
+}
