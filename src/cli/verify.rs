@@ -24,6 +24,9 @@ pub struct Args {
     /// CANN release whose restrictions apply with --target ascend: older or newer.
     #[arg(long, default_value = "newer", value_parser = parse_version)]
     cann_version: CannVersion,
+    /// Print the verified IR before the summary.
+    #[arg(long)]
+    print: bool,
 }
 
 fn parse_version(text: &str) -> Result<CannVersion, String> {
@@ -38,6 +41,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
+    }
+    if args.print {
+        println!("{}", gmmfr::print_module(&module));
     }
     print!("{}", summary::render(&args.input.display().to_string(), &summary::summarize(&module)));
     Ok(ExitCode::SUCCESS)
