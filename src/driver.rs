@@ -7,7 +7,7 @@ use crate::pipeline::{Step, parse_pipeline};
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::verify::verify_module;
-use melior::ir::{Module, operation::OperationLike};
+use melior::ir::Module;
 use melior::pass::PassManager;
 use melior::utility::parse_pass_pipeline;
 use std::collections::BTreeMap;

@@ -26,7 +26,7 @@ pub use gmmfr_passes as passes;
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::profile::CannVersion;
-use melior::ir::{Module, operation::OperationLike};
+use melior::ir::Module;
 use std::path::Path;
 
 /// One compiler instance: an MLIR context with the `npu` dialect loaded. Modules borrow it.
