@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             eprintln!("// -----// IR Dump After {step} //----- //\n{ir}");
         }
         if args.pass_statistics {
-            for (pass, statistics) in &report.statistics {
+            for (pass, statistics) in report.statistics.iter().filter(|(_, s)| !s.is_empty()) {
                 eprintln!("{pass}:");
                 for (name, value) in statistics {
                     eprintln!("  {name}: {value}");
