@@ -421,6 +421,7 @@ mod tests {
             let out = grouped_matmul_finalize_routing(&case.operands(), &case.attrs)
                 .unwrap_or_else(|e| panic!("{}: {e}", case.name()));
             let c = compare(&out, expected).unwrap();
+            eprintln!("{}: relative error {:.2e}", case.name(), c.relative);
             assert!(c.within(1e-5), "{}: {c:?}", case.name());
             checked.push(case.name());
         }

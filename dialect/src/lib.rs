@@ -8,6 +8,7 @@ pub mod location;
 pub mod npy;
 pub mod op_view;
 pub mod parse;
+mod parser_guards;
 pub mod profile;
 pub mod reference;
 pub mod scenario;

@@ -41,6 +41,9 @@ pub fn parse_file<'c>(context: &'c NpuContext, path: &Path) -> Result<Module<'c>
 /// `builtin.module` is the module itself; any other top-level ops are wrapped in one.
 pub fn parse_source<'c>(context: &'c NpuContext, text: &str, source_name: &str) -> Result<Module<'c>, ParseError> {
     context.diagnostics().take();
+    if let Some(diagnostic) = crate::parser_guards::find_known_crasher(text, source_name) {
+        return Err(ParseError::Invalid { diagnostics: vec![diagnostic] });
+    }
     match create_parse(context, text, source_name) {
         Some(operation) => Ok(into_module(context, operation)),
         None => {
@@ -78,10 +81,17 @@ pub fn parse_source<'c>(context: &'c NpuContext, text: &str, source_name: &str) 
 }
 
 fn create_parse<'c>(context: &'c NpuContext, text: &str, source_name: &str) -> Option<Operation<'c>> {
-    let source = StringRef::new(text);
+    // MLIR's lexer reads one byte past the end of its buffer, expecting a NUL terminator there
+    // (LLVM memory buffers guarantee one; a Rust &str does not). Found by the fuzzer as a heap
+    // read overflow: keep a NUL right after the text, outside the length MLIR is given.
+    let mut terminated = String::with_capacity(text.len() + 1);
+    terminated.push_str(text);
+    terminated.push('\0');
+    let source = StringRef::new(&terminated[..text.len()]);
     let name = StringRef::new(source_name);
-    // SAFETY: the context outlives the returned operation (lifetime 'c), and the parser copies
-    // what it needs from `text` and `source_name`, which live for the duration of the call.
+    // SAFETY: the context outlives the returned operation (lifetime 'c); the parser copies what
+    // it needs from `terminated` and `source_name`, which outlive the call, and `terminated`
+    // holds the NUL the lexer reads past the end.
     unsafe {
         Operation::from_option_raw(mlir_sys::mlirOperationCreateParse(
             context.mlir().to_raw(),

@@ -196,6 +196,14 @@ pub enum EvalError {
         /// What was being sized.
         what: &'static str,
     },
+    /// A result or scratch buffer is too large to allocate.
+    #[error("cannot allocate {elements} elements for {what}")]
+    Allocation {
+        /// What was being allocated.
+        what: &'static str,
+        /// Requested elements.
+        elements: usize,
+    },
     /// Tensors compared elementwise have different shapes.
     #[error("cannot compare shape {actual:?} with expected shape {expected:?}")]
     CompareShape {

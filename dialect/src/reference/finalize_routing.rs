@@ -151,7 +151,7 @@ pub fn moe_finalize_routing(
     }
 
     let rows = rows_t.to_f32_vec();
-    let mut out = vec![0f32; out_len];
+    let mut out = operand::zeroed(out_len, 0f32, "output")?;
     for (i, orow) in out.chunks_exact_mut(h.max(1)).enumerate().take(r) {
         let skip_a = skip1.as_deref().and_then(|v| v.get(i * h..i * h + h));
         let skip_b = skip2.as_deref().and_then(|v| v.get(i * h..i * h + h));

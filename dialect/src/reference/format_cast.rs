@@ -96,7 +96,7 @@ pub fn nd_to_nz(nd: &Tensor) -> Result<Tensor, EvalError> {
     let total = batch
         .checked_mul(block)
         .ok_or(EvalError::SizeOverflow { what: "NZ tensor" })?;
-    let mut indices = vec![None; total];
+    let mut indices = operand::zeroed(total, None, "NZ tensor")?;
     for b in 0..batch {
         for kk in 0..k {
             for nn in 0..n {
@@ -133,7 +133,7 @@ pub fn nz_to_nd(nz: &Tensor, k: usize, n: usize) -> Result<Tensor, EvalError> {
     let batch = operand::product(lead, "format_cast batch")?;
     let block = operand::product(tail, "NZ matrix")?;
     let total = operand::product(&[batch, k, n], "ND tensor")?;
-    let mut indices = Vec::with_capacity(total);
+    let mut indices = operand::with_capacity(total, "ND tensor")?;
     for b in 0..batch {
         for kk in 0..k {
             for nn in 0..n {

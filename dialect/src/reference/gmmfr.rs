@@ -357,14 +357,14 @@ pub fn grouped_matmul_finalize_routing(
         }
     }
 
-    let mut out = vec![0f32; operand::product(&[b, n], "output")?];
+    let mut out = operand::zeroed(operand::product(&[b, n], "output")?, 0f32, "output")?;
     if let Some((_, values)) = shared {
         let start = shared_start * n;
         for (o, v) in out[start..].iter_mut().zip(values) {
             *o = v.to_f32() * attrs.shared_input_weight;
         }
     }
-    let mut y = vec![0f32; n];
+    let mut y = operand::zeroed(n, 0f32, "one output row")?;
     for range in &groups.ranges {
         let g = range.group;
         let row_range = |v: &[f32]| v.get(g * n..g * n + n).map(<[f32]>::to_vec);

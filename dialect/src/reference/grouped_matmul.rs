@@ -109,8 +109,8 @@ pub fn grouped_matmul(
         };
         let groups = group_rows(ops.group_list, e, attrs.group_list_type, m, true)?;
         let (x, w) = (ops.x.to_f32_vec(), ops.weight.to_f32_vec());
-        let mut out = vec![0f32; out_len];
-        let mut y = vec![0f32; n];
+        let mut out = operand::zeroed(out_len, 0f32, "output")?;
+        let mut y = operand::zeroed(n, 0f32, "one output row")?;
         for range in &groups.ranges {
             let g = range.group;
             let wm = w.get(g * k * n..(g + 1) * k * n).unwrap_or(&[]);
@@ -197,8 +197,13 @@ pub fn grouped_matmul(
     };
     let groups = group_rows(ops.group_list, e, attrs.group_list_type, m, true)?;
     let x = ops.x.as_i8().unwrap_or(&[]);
-    let mut out_f32 = vec![0f32; if scale.is_some() { out_len } else { 0 }];
-    let mut out_i32 = vec![0i32; if scale.is_some() { 0 } else { out_len }];
+    let (f32_len, i32_len) = if scale.is_some() {
+        (out_len, 0)
+    } else {
+        (0, out_len)
+    };
+    let mut out_f32 = operand::zeroed(f32_len, 0f32, "output")?;
+    let mut out_i32 = operand::zeroed(i32_len, 0i32, "output")?;
     for range in &groups.ranges {
         let g = range.group;
         let wm = w.matrix(g);

@@ -129,7 +129,10 @@ pub fn moe_init_routing(
     } else {
         tk
     };
-    let mut indices = Vec::with_capacity(operand::product(&[out_rows, h], "expanded_x")?);
+    let mut indices = operand::with_capacity(
+        operand::product(&[out_rows, h], "expanded_x")?,
+        "expanded_x",
+    )?;
     for p in 0..out_rows {
         match gidx.get(p) {
             Some(&src) => indices.extend((0..h).map(|c| Some((src / k) * h + c))),
@@ -154,7 +157,7 @@ pub fn moe_init_routing(
 
     // (end - start) fits: 0 <= start <= end <= expert_num.
     let num_experts = (end - start) as usize;
-    let mut tokens = vec![0i64; num_experts];
+    let mut tokens = operand::zeroed(num_experts, 0i64, "expert_tokens")?;
     for &src in &gidx {
         tokens[(i64::from(ids[src]) - start) as usize] += 1;
     }

@@ -95,6 +95,29 @@ pub(crate) fn index_prefix(
     }
 }
 
+/// An empty vector with room for `len` elements, or an error instead of an abort when `len` is
+/// beyond what can be allocated (shapes with a zero dimension can name huge sizes without data).
+pub(crate) fn with_capacity<T>(len: usize, what: &'static str) -> Result<Vec<T>, EvalError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| EvalError::Allocation {
+            what,
+            elements: len,
+        })?;
+    Ok(v)
+}
+
+/// A vector of `len` copies of `zero`, allocated as [`with_capacity`] does.
+pub(crate) fn zeroed<T: Clone>(
+    len: usize,
+    zero: T,
+    what: &'static str,
+) -> Result<Vec<T>, EvalError> {
+    let mut v = with_capacity(len, what)?;
+    v.resize(len, zero);
+    Ok(v)
+}
+
 /// Product of dimensions, as an error naming `what` on overflow.
 pub(crate) fn product(dims: &[usize], what: &'static str) -> Result<usize, EvalError> {
     crate::tensor::checked_num_elements(dims).ok_or(EvalError::SizeOverflow { what })
