@@ -92,22 +92,62 @@ fn int_attr(op: &NpuOp<'_, '_>, name: &str, default: i64) -> i64 {
     }
 }
 
+/// What the profile looks at: the types of a fused op's operands and result and two of its
+/// attributes. Built from an existing op, or by a pass from the types an op *would* have, so
+/// that legality can be decided before any IR is created.
+#[derive(Clone, Debug)]
+pub struct GmmfrSignature {
+    /// Operand types by declared name (absent optionals are not listed).
+    pub operands: Vec<(&'static str, TensorInfo)>,
+    /// The result type.
+    pub out: TensorInfo,
+    /// The `dtype` attribute.
+    pub dtype: i64,
+    /// The `group_list_type` attribute.
+    pub group_list_type: i64,
+}
+
+impl GmmfrSignature {
+    /// Reads the signature of an existing fused op.
+    pub fn of(op: &NpuOp<'_, '_>) -> Option<Self> {
+        let operands = op
+            .schema
+            .operands
+            .iter()
+            .filter_map(|decl| op.operand_info(decl.name).map(|info| (decl.name, info)))
+            .collect();
+        Some(Self {
+            operands,
+            out: op.result_info(0)?,
+            dtype: int_attr(op, "dtype", 0),
+            group_list_type: int_attr(op, "group_list_type", 1),
+        })
+    }
+
+    /// The type of an operand, if present.
+    pub fn operand(&self, name: &str) -> Option<&TensorInfo> {
+        self.operands.iter().find(|(n, _)| *n == name).map(|(_, info)| info)
+    }
+}
+
 /// Every profile constraint a verified `npu.grouped_matmul_finalize_routing` fails (all of
 /// them, not only the first), for the given CANN release. Empty means the kernel accepts it.
 pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViolation> {
+    GmmfrSignature::of(op).map_or_else(Vec::new, |signature| check_signature(&signature, version))
+}
+
+/// The profile check on a signature (see [`check_gmmfr`]).
+pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<ProfileViolation> {
     let mut p = Profile { found: Vec::new() };
-    let (Some(x), Some(w)) = (op.operand_info("x"), op.operand_info("w")) else { return p.found };
-    let Some(scenario) = Scenario::classify(&x, &w) else { return p.found };
+    let (Some(x), Some(w)) = (sig.operand("x"), sig.operand("w")) else { return p.found };
+    let Some(scenario) = Scenario::classify(x, w) else { return p.found };
     let m = x.dim(0);
     let k = x.dim(1);
-    let out = op.result_info(0);
-    let n = out.as_ref().and_then(|o| o.dim(1));
-    let e = op.operand_info("group_list").and_then(|g| g.dim(0));
-    let batch = out.as_ref().and_then(|o| o.dim(0));
-    let shared = op.operand_info("shared_input");
-    let bsdp = shared.as_ref().and_then(|s| s.dim(0));
-    let dtype = int_attr(op, "dtype", 0);
-    let group_list_type = int_attr(op, "group_list_type", 1);
+    let n = sig.out.dim(1);
+    let e = sig.operand("group_list").and_then(|g| g.dim(0));
+    let batch = sig.out.dim(0);
+    let shared = sig.operand("shared_input");
+    let bsdp = shared.and_then(|s| s.dim(0));
 
     match &scenario {
         Scenario::NonQuantized(elem) => {
@@ -122,7 +162,7 @@ pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViola
             {
                 p.fail("n-min-256", "n", ">= 256", n.to_string());
             }
-            if op.operand("bias").is_some() {
+            if sig.operand("bias").is_some() {
                 p.fail("a8w8-bias-not-accepted", "operand 'bias'", "absent (torch_npu does not accept an A8W8 bias)", "present");
             }
             if version == CannVersion::Older {
@@ -161,28 +201,19 @@ pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViola
     if shared.is_some() {
         p.range("bsdp-range", "bsdp (rows of shared_input)", bsdp, 1, 2048);
     }
-    if dtype != 0 {
-        p.fail("dtype-f32-only", "attribute 'dtype'", "0 (f32 output)", dtype.to_string());
+    if sig.dtype != 0 {
+        p.fail("dtype-f32-only", "attribute 'dtype'", "0 (f32 output)", sig.dtype.to_string());
     }
-    let mut operands: Vec<(&str, TensorInfo)> = op
-        .schema
-        .operands
-        .iter()
-        .filter_map(|decl| op.operand_info(decl.name).map(|info| (decl.name, info)))
-        .collect();
-    if let Some(out) = out {
-        operands.push(("out", out));
-    }
-    for (name, info) in &operands {
+    for (name, info) in sig.operands.iter().chain(std::iter::once(&("out", sig.out.clone()))) {
         if info.is_empty() {
             p.fail("no-empty-tensors", format!("'{name}'"), "non-empty", info.text.clone());
         }
     }
     if version == CannVersion::Older {
-        if group_list_type != 1 {
-            p.fail("older-group-list-counts", "attribute 'group_list_type'", "1 (counts) on the older release", group_list_type.to_string());
+        if sig.group_list_type != 1 {
+            p.fail("older-group-list-counts", "attribute 'group_list_type'", "1 (counts) on the older release", sig.group_list_type.to_string());
         }
-        let (has_shared, has_logit) = (op.operand("shared_input").is_some(), op.operand("logit").is_some());
+        let (has_shared, has_logit) = (shared.is_some(), sig.operand("logit").is_some());
         if has_shared != has_logit {
             p.fail(
                 "older-shared-input-with-logit",

@@ -7,3 +7,4 @@ pub mod transforms;
 
 pub use pass::{Pass, PassError, PassInfo, PassOption, PassOptions, PassOutcome};
 pub use registry::{create, registry};
+pub mod fusion;

@@ -56,6 +56,8 @@ pub struct PassOutcome {
     pub diagnostics: Vec<Diagnostic>,
     /// Named counters (`--pass-statistics`).
     pub statistics: BTreeMap<String, u64>,
+    /// Fusion remarks, one per candidate (fusion passes only).
+    pub remarks: Vec<crate::fusion::Remark>,
 }
 
 /// A configured pass, ready to run.

@@ -1,11 +1,11 @@
 //! Every pass, registered in one place.
 
 use crate::pass::{Pass, PassError, PassInfo, PassOptions};
-use crate::transforms::{check_ascend_profile, verify};
+use crate::transforms::{check_ascend_profile, fuse_gmm_finalize, verify};
 
 /// The descriptions of every registered pass, in a stable order.
 pub fn registry() -> &'static [&'static PassInfo] {
-    &[&verify::INFO, &check_ascend_profile::INFO]
+    &[&verify::INFO, &check_ascend_profile::INFO, &fuse_gmm_finalize::INFO]
 }
 
 /// Whether `name` is one of our passes (as opposed to an upstream MLIR pass).
@@ -18,6 +18,7 @@ pub fn create(name: &str, options: &PassOptions) -> Result<Box<dyn Pass>, PassEr
     Ok(match name {
         n if n == verify::INFO.name => Box::new(verify::VerifyPass::create(options)?),
         n if n == check_ascend_profile::INFO.name => Box::new(check_ascend_profile::CheckAscendProfilePass::create(options)?),
+        n if n == fuse_gmm_finalize::INFO.name => Box::new(fuse_gmm_finalize::FuseGmmFinalizePass::create(options)?),
         other => return Err(PassError::Unknown(other.to_string())),
     })
 }
