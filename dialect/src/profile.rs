@@ -204,10 +204,13 @@ pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<Profil
     if sig.dtype != 0 {
         p.fail("dtype-f32-only", "attribute 'dtype'", "0 (f32 output)", sig.dtype.to_string());
     }
-    for (name, info) in sig.operands.iter().chain(std::iter::once(&("out", sig.out.clone()))) {
+    for (name, info) in &sig.operands {
         if info.is_empty() {
-            p.fail("no-empty-tensors", format!("'{name}'"), "non-empty", info.text.clone());
+            p.fail("no-empty-tensors", format!("operand '{name}'"), "non-empty", info.text.clone());
         }
+    }
+    if sig.out.is_empty() {
+        p.fail("no-empty-tensors", "result 'out'", "non-empty", sig.out.text.clone());
     }
     if version == CannVersion::Older {
         if sig.group_list_type != 1 {

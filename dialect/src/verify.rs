@@ -37,6 +37,7 @@ pub fn verify_op(op: &NpuOp<'_, '_>) -> Vec<Violation> {
         name if name == schema::FORMAT_CAST.name => format_cast::verify(&mut checker),
         _ => {}
     }
+    checker.finish();
     checker.violations
 }
 

@@ -4,21 +4,34 @@
 use super::violation::{Subject, Violation};
 use crate::op_view::{AttrValue, NpuOp};
 use crate::types::{Elem, TensorInfo};
-use std::collections::HashMap;
+
+/// One place a symbolic dim was read from.
+struct Observation {
+    value: u64,
+    subject: Subject,
+    dim: usize,
+    source: String,
+}
 
 /// Collects the violations of one op.
+///
+/// Symbolic dims (m, k, n, e, ...) are observed wherever an operand fixes them; the value most
+/// observations agree on wins (the first seen on a tie), and every observation that disagrees
+/// is reported against it. Voting blames the one operand that is wrong rather than whichever
+/// happened to be read first.
 pub struct Checker<'v, 'c, 'a> {
     /// The op being checked.
     pub op: &'v NpuOp<'c, 'a>,
     /// What is wrong so far.
     pub violations: Vec<Violation>,
-    dims: HashMap<String, (u64, String)>,
+    observations: Vec<(String, Observation)>,
+    hints: Vec<(String, Box<dyn Fn(u64) -> bool>)>,
 }
 
 impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     /// Starts checking an op.
     pub fn new(op: &'v NpuOp<'c, 'a>) -> Self {
-        Self { op, violations: Vec::new(), dims: HashMap::new() }
+        Self { op, violations: Vec::new(), observations: Vec::new(), hints: Vec::new() }
     }
 
     /// Records a violation.
@@ -26,43 +39,74 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
         self.violations.push(violation);
     }
 
-    /// The value bound to a symbol so far, if any operand fixed it statically.
-    pub fn get(&self, symbol: &str) -> Option<u64> {
-        self.dims.get(symbol).map(|(value, _)| *value)
+    fn winner(&self, symbol: &str) -> Option<&Observation> {
+        let seen: Vec<&Observation> = self.observations.iter().filter(|(s, _)| s == symbol).map(|(_, o)| o).collect();
+        let mut best: Option<(&Observation, usize)> = None;
+        for candidate in &seen {
+            let hinted = self.hints.iter().filter(|(s, agrees)| s == symbol && agrees(candidate.value)).count();
+            let votes = seen.iter().filter(|o| o.value == candidate.value).count() + hinted;
+            if best.is_none_or(|(_, most)| votes > most) {
+                best = Some((candidate, votes));
+            }
+        }
+        best.map(|(o, _)| o)
     }
 
-    /// Binds `symbol` to dim `index` of a tensor, or checks it against an earlier binding.
-    /// Dynamic dims bind nothing and are never reported.
+    /// The value of a symbol as the operands seen so far decide it.
+    pub fn get(&self, symbol: &str) -> Option<u64> {
+        self.winner(symbol).map(|o| o.value)
+    }
+
+    /// Observes `symbol` at dim `index` of a tensor. Dynamic dims are not observations.
     pub fn bind(&mut self, symbol: &str, subject: Subject, info: &TensorInfo, index: usize) {
         let Some(actual) = info.dim(index) else { return };
-        self.bind_value(symbol, subject, index, actual);
+        let source = match &subject {
+            Subject::Operand(name) => format!("{name} dim {index}"),
+            Subject::Result(name) => format!("result {name} dim {index}"),
+            Subject::Attribute(name) => format!("attribute {name}"),
+            Subject::Op => "the op".to_string(),
+        };
+        self.observe(symbol, subject, index, actual, source);
     }
 
-    /// Binds or checks a symbol against a concrete value found at `subject` dim `index`.
-    pub fn bind_value(&mut self, symbol: &str, subject: Subject, index: usize, actual: u64) {
-        match self.dims.get(symbol) {
-            None => {
-                let source = match &subject {
-                    Subject::Operand(name) => format!("{name} dim {index}"),
-                    Subject::Result(name) => format!("result {name} dim {index}"),
-                    Subject::Attribute(name) => format!("attribute {name}"),
-                    Subject::Op => "op".to_string(),
-                };
-                self.dims.insert(symbol.to_string(), (actual, source));
+    /// Observes a symbol's value from somewhere other than a tensor dim (an attribute, or a
+    /// product of other symbols), with a description of where it comes from.
+    pub fn observe(&mut self, symbol: &str, subject: Subject, dim: usize, value: u64, source: String) {
+        self.observations.push((symbol.to_string(), Observation { value, subject, dim, source }));
+    }
+
+    /// A vote for every value of `symbol` that `agrees` accepts, from a fact that bounds the
+    /// symbol without fixing it (an NZ block count n1 = ceil(n / 32)). Hints never report.
+    pub fn hint(&mut self, symbol: &str, agrees: impl Fn(u64) -> bool + 'static) {
+        self.hints.push((symbol.to_string(), Box::new(agrees)));
+    }
+
+    /// Reports every observation that disagrees with its symbol's winning value. Call once,
+    /// after all observations.
+    pub fn finish(&mut self) {
+        let mut symbols: Vec<String> = Vec::new();
+        for (symbol, _) in &self.observations {
+            if !symbols.contains(symbol) {
+                symbols.push(symbol.clone());
             }
-            Some((expected, source)) if *expected != actual => {
-                let violation = Violation::Dim {
-                    subject,
-                    dim: index,
-                    symbol: symbol.to_string(),
-                    expected: *expected,
-                    source_of: source.clone(),
-                    actual,
-                };
-                self.report(violation);
-            }
-            Some(_) => {}
         }
+        let mut found = Vec::new();
+        for symbol in symbols {
+            let Some(winner) = self.winner(&symbol) else { continue };
+            for (_, o) in self.observations.iter().filter(|(s, _)| *s == symbol) {
+                if o.value != winner.value {
+                    found.push(Violation::Dim {
+                        subject: o.subject.clone(),
+                        dim: o.dim,
+                        symbol: symbol.clone(),
+                        expected: winner.value,
+                        source_of: winner.source.clone(),
+                        actual: o.value,
+                    });
+                }
+            }
+        }
+        self.violations.extend(found);
     }
 
     /// Requires dim `index` to equal a value derived from other symbols (e.g. ceil(n/32)),
@@ -205,7 +249,8 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     }
 }
 
-fn render(value: &AttrValue) -> String {
+/// An attribute value as MLIR would print it.
+pub fn render(value: &AttrValue) -> String {
     match value {
         AttrValue::Int { value, r#type } => format!("{value} : {type}"),
         AttrValue::Float { value, r#type } => format!("{value} : {type}"),
@@ -224,5 +269,12 @@ pub fn one_of(items: &[String]) -> String {
 }
 
 fn describe(allowed: &[Elem]) -> String {
-    one_of(&allowed.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+    let mut names: Vec<String> = Vec::new();
+    for elem in allowed {
+        let name = elem.to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    one_of(&names)
 }

@@ -37,15 +37,15 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     if c.has("bias") {
         c.require("expert_for_source_row", "when bias is present (it selects the bias row)");
     }
-    c.operand("expanded_src_to_dst_row", &[Elem::I32], &["RK"]);
+    c.operand("expanded_src_to_dst_row", &[Elem::I32], &["R * K"]);
 
-    let (r, rk) = (c.get("R"), c.get("RK"));
+    let (r, rk) = (c.get("R"), c.get("R * K"));
     match (r, c.get("K"), rk) {
         (Some(r), Some(k), Some(rk)) if r * k != rk => c.report(Violation::Relation {
             relation: "len(expanded_src_to_dst_row) == R * K".to_string(),
             detail: format!("it has {rk} entries and R = {r}, K = {k}"),
         }),
-        (Some(r), None, Some(rk)) if r == 0 || rk % r != 0 => c.report(Violation::Relation {
+        (Some(r), None, Some(rk)) if (r == 0 && rk != 0) || (r != 0 && rk % r != 0) => c.report(Violation::Relation {
             relation: "len(expanded_src_to_dst_row) is a multiple of R".to_string(),
             detail: format!("it has {rk} entries and R = {r}"),
         }),

@@ -9,6 +9,14 @@ use crate::types::Elem;
 pub fn verify(c: &mut Checker<'_, '_, '_>) {
     let (Some(x), Some(w)) = (c.op.operand_info("x"), c.op.operand_info("w")) else { return };
     let Some(scenario) = Scenario::classify(&x, &w) else {
+        if !(x.elem == Elem::I8 || x.elem.is_float()) {
+            c.report(Violation::ElementType {
+                subject: Subject::Operand("x"),
+                expected: "i8 (A8W8, A8W4), or f32, bf16 or f16 (non-quantized)".to_string(),
+                actual: x.text.clone(),
+            });
+            return;
+        }
         c.report(Violation::ElementType {
             subject: Subject::Operand("w"),
             expected: format!(
@@ -27,6 +35,14 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     c.operand("x", x_types, &["m", "k"]);
     c.operand("group_list", &[Elem::I64], &["e"]);
 
+    // Attributes.
+    c.int_attr_in("dtype", &[0, 1, 2]);
+    c.int_attr_in("group_list_type", &[0, 1]);
+    let offset = c.int_attr_non_negative("shared_input_offset");
+    let output_bs = c.int_attr_non_negative("output_bs");
+
+
+
     match &scenario {
         Scenario::A8W8 => {
             if w.rank() == 5 {
@@ -40,17 +56,66 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
                     actual: w.text.clone(),
                 });
             }
+        }
+        Scenario::A8W4 { .. } => match w.rank() {
+            5 => {
+                c.operand("w", &[Elem::I4], &["e", "n1", "k1", "16", "64"]);
+            }
+            3 => {
+                c.operand("w", &[Elem::I4], &["e", "k", "n"]);
+            }
+            _ => c.report(Violation::Rank {
+                subject: Subject::Operand("w"),
+                expected: 3,
+                layout: "(e, k, n), or 5 for FRACTAL_NZ (e, n1, k1, 16, 64)".to_string(),
+                actual: w.text.clone(),
+            }),
+        },
+        Scenario::NonQuantized(elem) => {
+            c.operand("w", &[elem.clone()], &["e", "k", "n"]);
+        }
+    }
+    if w.rank() == 5 {
+        let n0 = scenario.nz_block_n();
+        if let Some(n1) = w.dim(1) {
+            c.hint("n", move |n| n.div_ceil(n0) == n1);
+        }
+        if let Some(k1) = w.dim(2) {
+            c.hint("k", move |k| k.div_ceil(16) == k1);
+        }
+    }
+
+    // The weight, then the result, fix n before the operands that repeat it, so on a tie a
+    // disagreeing scale or bias (not the weight or result) is blamed; the NZ block count n1
+    // votes too.
+    // Output rows: output_bs, or m when output_bs is 0.
+    if let (Some(output_bs), Some(m)) = (output_bs, c.get("m"))
+        && output_bs as u64 > m
+    {
+        c.report(Violation::Relation {
+            relation: "output_bs <= m".to_string(),
+            detail: format!("output_bs = {output_bs} and m = {m}"),
+        });
+    }
+    match output_bs {
+        Some(bs) if bs > 0 => c.observe("output rows", Subject::Attribute("output_bs"), 0, bs as u64, "attribute output_bs".to_string()),
+        Some(_) => {
+            if let Some(m) = c.get("m") {
+                c.observe("output rows", Subject::Operand("x"), 0, m, "m, since output_bs = 0".to_string());
+            }
+        }
+        None => {}
+    }
+    c.result(0, &[Elem::F32], &["output rows", "n"]);
+
+    match &scenario {
+        Scenario::A8W8 => {
             c.require("scale", "for an A8W8 op");
             c.operand("scale", &[Elem::F32, Elem::BF16], &["e", "n"]);
             c.operand("bias", &[Elem::BF16], &["e", "n"]);
             c.forbid("offset", "for an A8W8 op (offset is an A8W4 operand)");
         }
-        Scenario::A8W4 { nz } => {
-            if *nz {
-                c.operand("w", &[Elem::I4], &["e", "n1", "k1", "16", "64"]);
-            } else {
-                c.operand("w", &[Elem::I4], &["e", "k", "n"]);
-            }
+        Scenario::A8W4 { .. } => {
             for required in ["scale", "bias", "pertoken_scale", "shared_input", "logit"] {
                 c.require(required, "for an A8W4 op");
             }
@@ -58,8 +123,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
             c.operand("bias", &[Elem::F32], &["e", "n"]);
             c.operand("offset", &[Elem::F32], &["e", "1", "n"]);
         }
-        Scenario::NonQuantized(elem) => {
-            c.operand("w", &[elem.clone()], &["e", "k", "n"]);
+        Scenario::NonQuantized(_) => {
             c.forbid("scale", "for a non-quantized op");
             c.forbid("offset", "for a non-quantized op");
             c.forbid("pertoken_scale", "for a non-quantized op");
@@ -76,11 +140,6 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     };
     c.operand("row_index", row_index_types, &["m"]);
 
-    // Attributes.
-    c.int_attr_in("dtype", &[0, 1, 2]);
-    c.int_attr_in("group_list_type", &[0, 1]);
-    let offset = c.int_attr_non_negative("shared_input_offset");
-    let output_bs = c.int_attr_non_negative("output_bs");
     check_weight_attribute(c);
     if let Some(values) = c.i64_array_attr("tuning_config")
         && let Some(bad) = values.iter().find(|v| **v < 0)
@@ -92,43 +151,8 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         });
     }
 
-    // Output rows: output_bs, or m when output_bs is 0.
-    if let (Some(output_bs), Some(m)) = (output_bs, c.get("m"))
-        && output_bs as u64 > m
-    {
-        c.report(Violation::Relation {
-            relation: "output_bs <= m".to_string(),
-            detail: format!("output_bs = {output_bs} and m = {m}"),
-        });
-    }
-    match output_bs {
-        Some(bs) if bs > 0 => {
-            if let Some(out) = c.op.result_info(0)
-                && out.rank() == 2
-                && let Some(rows) = out.dim(0)
-                && rows != bs as u64
-            {
-                c.report(Violation::Dim {
-                    subject: Subject::Result("out"),
-                    dim: 0,
-                    symbol: "output_bs".to_string(),
-                    expected: bs as u64,
-                    source_of: "attribute output_bs".to_string(),
-                    actual: rows,
-                });
-            }
-            c.bind_value("batch", Subject::Attribute("output_bs"), 0, bs as u64);
-        }
-        Some(_) => {
-            if let Some(m) = c.get("m") {
-                c.bind_value("batch", Subject::Operand("x"), 0, m);
-            }
-        }
-        None => {}
-    }
-    c.result(0, &[Elem::F32], &["batch", "n"]);
 
-    if let (Some(offset), Some(bsdp), Some(batch)) = (offset, c.get("bsdp"), c.get("batch"))
+    if let (Some(offset), Some(bsdp), Some(batch)) = (offset, c.get("bsdp"), c.get("output rows"))
         && offset as u64 + bsdp > batch
     {
         c.report(Violation::Relation {
@@ -158,7 +182,7 @@ fn check_weight_attribute(c: &mut Checker<'_, '_, '_>) {
         Some(other) => c.report(Violation::AttributeKind {
             subject: Subject::Attribute("shared_input_weight"),
             expected: "an f32 float attribute".to_string(),
-            actual: format!("{other:?}"),
+            actual: super::checker::render(&other),
         }),
         None => c.report(Violation::Missing { subject: Subject::Attribute("shared_input_weight"), why: "on this op".to_string() }),
     }

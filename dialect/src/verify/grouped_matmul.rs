@@ -31,11 +31,36 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     }
     if quantized && weight.rank() == 5 {
         c.operand("weight", &[Elem::I8], &["e", "n1", "k1", "16", "32"]);
+    } else if quantized && weight.rank() != 3 {
+        c.report(Violation::Rank {
+            subject: Subject::Operand("weight"),
+            expected: 3,
+            layout: "(e, k, n), or 5 for FRACTAL_NZ (e, n1, k1, 16, 32)".to_string(),
+            actual: weight.text.clone(),
+        });
     } else {
         c.operand("weight", &[x.elem.clone()], &["e", "k", "n"]);
     }
 
+    // The weight (with its NZ block counts as votes) and the result fix n before the scale and
+    // bias, so that on a tie the operand that repeats n is blamed.
+    if quantized && weight.rank() == 5 {
+        if let Some(n1) = weight.dim(1) {
+            c.hint("n", move |n| n.div_ceil(32) == n1);
+        }
+        if let Some(k1) = weight.dim(2) {
+            c.hint("k", move |k| k.div_ceil(16) == k1);
+        }
+    }
     let has_scale = c.has("scale");
+    let result_types: &[Elem] = match (quantized, has_scale) {
+        // SPEC 2.1: the per-token int8 grouped matmul returns bf16 or f16, never f32; without a
+        // scale it returns the int32 accumulators.
+        (true, true) => &[Elem::BF16, Elem::F16],
+        (true, false) => &[Elem::I32],
+        (false, _) => &[x.elem.clone(), Elem::F32],
+    };
+    c.result(0, result_types, &["m", "n"]);
     if quantized {
         c.operand("scale", &[Elem::F32, Elem::BF16], &["e", "n"]);
         c.operand("per_token_scale", &[Elem::F32], &["m"]);
@@ -43,15 +68,12 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         if !has_scale {
             c.forbid("per_token_scale", "without scale (the int8 matmul then returns int32 accumulators)");
         }
-        let result_types: &[Elem] = if has_scale { &[Elem::BF16, Elem::F16, Elem::F32] } else { &[Elem::I32] };
-        c.result(0, result_types, &["m", "n"]);
     } else {
         c.forbid("scale", "for a float grouped matmul");
         c.forbid("per_token_scale", "for a float grouped matmul");
         c.operand("bias", &[Elem::F32, x.elem.clone()], &["e", "n"]);
-        c.result(0, &[x.elem.clone(), Elem::F32], &["m", "n"]);
     }
-    if weight.rank() == 5 {
+    if quantized && weight.rank() == 5 {
         check_nz_blocks(c, "weight", 32);
     }
 }

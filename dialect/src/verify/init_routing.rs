@@ -10,7 +10,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     let elem = x.elem.clone();
     c.operand("x", &[Elem::F32, Elem::BF16, Elem::F16, Elem::I8], &["T", "h"]);
     c.operand("expert_idx", &[Elem::I32], &["T", "K"]);
-    let expert_num = c.int_attr(  "expert_num", true);
+    let expert_num = c.int_attr("expert_num", true);
     if let Some(n) = expert_num
         && n < 1
     {
@@ -27,7 +27,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
                 c.report(Violation::Range {
                     subject: Subject::Attribute("active_expert_range"),
                     allowed: format!("[start, end] with 0 <= start < end <= expert_num = {n}"),
-                    actual: format!("{range:?}"),
+                    actual: format!("array<i64: {}>", range.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
                 });
                 None
             }
@@ -41,7 +41,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         _ => None,
     };
     if let Some(tk) = tk {
-        c.bind_value("T*K", Subject::Op, 0, tk);
+        c.observe("T * K", Subject::Op, 0, tk, "T * K of x and expert_idx".to_string());
     }
     match active_num {
         Some(a) if a > 0 => {
@@ -53,19 +53,20 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
                     detail: format!("active_num = {a} and T * K = {tk}"),
                 });
             }
-            c.bind_value("A", Subject::Attribute("active_num"), 0, a as u64);
+            c.observe("expanded rows", Subject::Attribute("active_num"), 0, a as u64, "attribute active_num".to_string());
         }
         Some(_) => {
             if let Some(tk) = tk {
-                c.bind_value("A", Subject::Op, 0, tk);
+                c.observe("expanded rows", Subject::Op, 0, tk, "T * K, since active_num = 0".to_string());
             }
         }
         None => {}
     }
-    c.result(0, &[elem], &["A", "h"]);
-    c.result(1, &[Elem::I32], &["T*K"]);
+    c.result(0, &[elem], &["expanded rows", "h"]);
+    c.result(1, &[Elem::I32], &["T * K"]);
     if let Some(local) = local_experts {
-        c.bind_value("local_experts", Subject::Attribute("active_expert_range"), 0, local);
+        let source = if range.is_some() { "attribute active_expert_range (end - start)" } else { "attribute expert_num" };
+        c.observe("local experts", Subject::Attribute("active_expert_range"), 0, local, source.to_string());
     }
-    c.result(2, &[Elem::I64], &["local_experts"]);
+    c.result(2, &[Elem::I64], &["local experts"]);
 }
