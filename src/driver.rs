@@ -28,6 +28,8 @@ pub struct PipelineReport {
     pub statistics: BTreeMap<String, BTreeMap<String, u64>>,
     /// IR printed after each step, when requested: (step name, IR).
     pub ir_after: Vec<(String, String)>,
+    /// Fusion remarks of every pass, in order.
+    pub remarks: Vec<gmmfr_passes::fusion::Remark>,
 }
 
 /// Parses `pipeline` and runs it over `module`.
@@ -63,6 +65,7 @@ pub fn run_pipeline(context: &NpuContext, module: &mut Module<'_>, pipeline: &st
                     other => Error::Pipeline(other.to_string()),
                 })?;
                 report.diagnostics.extend(outcome.diagnostics);
+                report.remarks.extend(outcome.remarks);
                 report.statistics.entry(pass.info().name.to_string()).or_default().extend(outcome.statistics);
                 pass.info().name.to_string()
             }

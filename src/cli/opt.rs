@@ -19,9 +19,21 @@ pub struct Args {
     /// Print pass statistics to stderr.
     #[arg(long)]
     pass_statistics: bool,
+    /// Print fusion remarks (one per candidate pair) to stderr, as text or as a JSON array.
+    #[arg(long, value_enum)]
+    remarks: Option<RemarksFormat>,
     /// Output file (default: standard output).
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
+}
+
+/// How `--remarks` prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RemarksFormat {
+    /// `file:line:col: remark: ...` lines.
+    Text,
+    /// One JSON array of remark objects.
+    Json,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
@@ -38,8 +50,21 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     if let Some(pipeline) = &args.pass_pipeline {
         let options = RunOptions { print_ir_after_all: args.print_ir_after_all };
         let report = compiler.run_pipeline(&mut module, pipeline, &options)?;
-        for diagnostic in &report.diagnostics {
+        // Remarks are printed only on request; warnings always.
+        for diagnostic in report.diagnostics.iter().filter(|d| d.severity != gmmfr_dialect::diagnostics::Severity::Remark) {
             eprintln!("{diagnostic}");
+        }
+        match args.remarks {
+            Some(RemarksFormat::Text) => {
+                for remark in &report.remarks {
+                    eprintln!("{}", remark.to_text());
+                }
+            }
+            Some(RemarksFormat::Json) => {
+                let items: Vec<String> = report.remarks.iter().map(|r| r.to_json()).collect();
+                eprintln!("[{}]", items.join(",\n "));
+            }
+            None => {}
         }
         for (step, ir) in &report.ir_after {
             eprintln!("// -----// IR Dump After {step} //----- //\n{ir}");

@@ -131,6 +131,16 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
         return Decision::NotCandidate;
     }
     let Some(rows) = finalize.operand("expanded_permuted_rows") else { return Decision::NotCandidate };
+    let mode = int_attr(&root, "drop_pad_mode").unwrap_or(0);
+    // Padded modes read (E, C, H) rows: a GMM output reshaped to that is still a candidate, one
+    // that cannot fuse.
+    let rows = match producer(rows) {
+        Some((reshape, _)) if (mode == 1 || mode == 3) && name_of(&reshape) == "tensor.expand_shape" => match reshape.operand(0) {
+            Ok(source) => source,
+            Err(_) => return Decision::NotCandidate,
+        },
+        _ => rows,
+    };
     let Some((gmm_op, _)) = producer(rows) else { return Decision::NotCandidate };
     let Ok(Some(gmm)) = NpuOp::new(gmm_op) else { return Decision::NotCandidate };
     if gmm.schema.name != schema::GROUPED_MATMUL.name {
@@ -160,7 +170,6 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
     if finalize.operand("bias").is_some() {
         reasons.push(Reason::FinalizeBiasPresent);
     }
-    let mode = int_attr(&root, "drop_pad_mode").unwrap_or(0);
     if mode == 1 || mode == 3 {
         reasons.push(Reason::PaddedDropMode(mode));
     }
@@ -388,7 +397,9 @@ fn check_routing(routing: OperationRef<'_, '_>, tokens: Option<u64>, top_k: Opti
         && range != [0, experts]
     {
         reasons.push(Reason::RoutingDropsTokens(format!(
-            "the routing keeps experts {range:?} of {experts} (an expert-parallel shard): its inverse map holds -1 for (token, slot) pairs routed elsewhere"
+            "the routing keeps experts [{}, {}) of {experts} (an expert-parallel shard): its inverse map holds -1 for (token, slot) pairs routed elsewhere",
+            range.first().copied().unwrap_or(0),
+            range.get(1).copied().unwrap_or(0)
         )));
     }
     let mut mismatch = |what: &str, a: Option<u64>, b: Option<u64>| {
@@ -445,16 +456,25 @@ fn gidx_source<'c, 'a>(
     }
 }
 
-/// An existing `arith.divsi(gidx, splat K)` among gidx's users.
+/// An existing row_index among gidx's users: `arith.divsi(gidx, splat K)`, or the same on
+/// `arith.extsi(gidx)` (an int64 row_index).
 fn existing_row_index<'c: 'a, 'a>(gidx: Value<'c, 'a>, top_k: u64) -> Option<Value<'c, 'a>> {
-    users(gidx).into_iter().find_map(|op| {
-        if name_of(&op) != "arith.divsi" || !op.operand(0).ok().is_some_and(|v| same_value(v, gidx)) {
-            return None;
-        }
-        let (constant, _) = producer(op.operand(1).ok()?).filter(|(c, _)| name_of(c) == "arith.constant")?;
-        let text = constant.attribute("value").ok()?.to_string();
-        let splat = text.strip_prefix("dense<")?.split('>').next()?.trim().parse::<u64>().ok()?;
-        (splat == top_k).then(|| op.result(0).ok().map(Into::into)).flatten()
+    let divides = |value: Value<'c, 'a>| {
+        users(value).into_iter().find_map(|op| {
+            if name_of(&op) != "arith.divsi" || !op.operand(0).ok().is_some_and(|v| same_value(v, value)) {
+                return None;
+            }
+            let (constant, _) = producer(op.operand(1).ok()?).filter(|(c, _)| name_of(c) == "arith.constant")?;
+            let text = constant.attribute("value").ok()?.to_string();
+            let splat = text.strip_prefix("dense<")?.split('>').next()?.trim().parse::<u64>().ok()?;
+            (splat == top_k).then(|| op.result(0).ok().map(Into::into)).flatten()
+        })
+    };
+    divides(gidx).or_else(|| {
+        users(gidx)
+            .into_iter()
+            .filter(|op| name_of(op) == "arith.extsi")
+            .find_map(|ext| ext.result(0).ok().and_then(|r| divides(r.into())))
     })
 }
 

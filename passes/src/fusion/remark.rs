@@ -26,18 +26,23 @@ pub struct Remark {
 }
 
 impl Remark {
-    /// `file:line:col: remark: [npu-fuse-gmm-finalize] fused (...)` or `not-fused: code: ...`.
-    pub fn to_text(&self) -> String {
+    /// `[npu-fuse-gmm-finalize] fused (notes)` or `[npu-fuse-gmm-finalize] not-fused: code: ...; code: ...`.
+    pub fn message(&self) -> String {
         match &self.decision {
             RemarkDecision::Fused(notes) => {
                 let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
-                format!("{}: remark: [npu-fuse-gmm-finalize] fused{notes}", self.location)
+                format!("[npu-fuse-gmm-finalize] fused{notes}")
             }
             RemarkDecision::NotFused(reasons) => {
                 let reasons: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
-                format!("{}: remark: [npu-fuse-gmm-finalize] not-fused: {}", self.location, reasons.join("; "))
+                format!("[npu-fuse-gmm-finalize] not-fused: {}", reasons.join("; "))
             }
         }
+    }
+
+    /// `file:line:col: remark: ` and the message.
+    pub fn to_text(&self) -> String {
+        format!("{}: remark: {}", self.location, self.message())
     }
 
     /// One JSON object: location, function, decision, reasons (codes and messages), notes.

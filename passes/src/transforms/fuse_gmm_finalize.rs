@@ -156,10 +156,12 @@ impl Pass for FuseGmmFinalizePass {
                     *outcome.statistics.entry(format!("not-fused:{}", reason.code())).or_default() += 1;
                 }
             }
-            let mut diagnostic = Diagnostic::error(remark.location.clone(), remark.to_text());
-            diagnostic.severity = Severity::Remark;
-            diagnostic.message = remark.to_text().split_once(": remark: ").map_or(diagnostic.message.clone(), |(_, m)| m.to_string());
-            outcome.diagnostics.push(diagnostic);
+            outcome.diagnostics.push(Diagnostic {
+                location: remark.location.clone(),
+                severity: Severity::Remark,
+                message: remark.message(),
+                notes: Vec::new(),
+            });
         }
         outcome.statistics.insert("fused-ops-in-module".into(), fused_now as u64);
         outcome.remarks = remarks;
