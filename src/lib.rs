@@ -15,6 +15,7 @@
 pub mod case_module;
 pub mod driver;
 pub mod error;
+pub mod models;
 pub mod pipeline;
 pub mod summary;
 
@@ -38,6 +39,15 @@ impl Compiler {
     /// Sets up MLIR and the `npu` dialect.
     pub fn new() -> Result<Self, Error> {
         Ok(Self { context: NpuContext::new().map_err(Error::Setup)? })
+    }
+
+    /// Like [`Compiler::new`], also accepting ops of dialects MLIR does not know (as
+    /// `mlir-opt --allow-unregistered-dialect` does): the opaque parts of a model around its MoE
+    /// layers, or torch-mlir output. Unknown `npu` ops are still errors.
+    pub fn with_unregistered_dialects() -> Result<Self, Error> {
+        let compiler = Self::new()?;
+        compiler.context.mlir().set_allow_unregistered_dialects(true);
+        Ok(compiler)
     }
 
     /// The underlying context.

@@ -4,6 +4,7 @@
 pub mod case;
 pub mod context;
 pub mod diagnostics;
+pub mod interpret;
 pub mod graph;
 pub mod location;
 pub mod npy;

@@ -10,6 +10,9 @@ pub struct Args {
     /// Input file, or - for standard input.
     #[arg(default_value = "-")]
     input: String,
+    /// Accept ops of dialects MLIR does not know (opaque model ops, torch-mlir output).
+    #[arg(long)]
+    allow_unregistered_dialect: bool,
     /// Pass pipeline: our passes (see `gmmfr passes`) and upstream MLIR passes, comma-separated.
     #[arg(long)]
     pass_pipeline: Option<String>,
@@ -37,7 +40,7 @@ pub enum RemarksFormat {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let compiler = Compiler::new()?;
+    let compiler = if args.allow_unregistered_dialect { Compiler::with_unregistered_dialects()? } else { Compiler::new()? };
     let mut module = if args.input == "-" {
         let mut text = String::new();
         std::io::stdin()

@@ -18,6 +18,9 @@ pub enum Target {
 pub struct Args {
     /// The module to verify.
     input: PathBuf,
+    /// Accept ops of dialects MLIR does not know (opaque model ops, torch-mlir output).
+    #[arg(long)]
+    allow_unregistered_dialect: bool,
     /// Check the Ascend profile as well.
     #[arg(long, value_enum, default_value = "loops")]
     target: Target,
@@ -34,7 +37,7 @@ fn parse_version(text: &str) -> Result<CannVersion, String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let compiler = Compiler::new()?;
+    let compiler = if args.allow_unregistered_dialect { Compiler::with_unregistered_dialects()? } else { Compiler::new()? };
     let module = compiler.load_file(&args.input)?;
     if let Target::Ascend = args.target {
         let violations = compiler.check_ascend(&module, args.cann_version);

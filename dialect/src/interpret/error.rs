@@ -42,7 +42,7 @@ pub enum Fault {
         elem: ElemType,
     },
     /// A tensor holding unspecified elements left the interpreter.
-    #[error("element {index:?} of the {r#type} value is unspecified (never written after tensor.empty)")]
+    #[error("element {index:?} of the {type} value is unspecified (never written after tensor.empty)")]
     UninitializedElement {
         /// Position of the first unspecified element.
         index: Vec<usize>,
@@ -123,6 +123,15 @@ pub enum Fault {
         /// The element or iteration point.
         index: Vec<usize>,
         /// What went wrong there.
+        #[source]
+        source: Box<Fault>,
+    },
+    /// A fault about one operand of an op (or one returned value).
+    #[error("{operand}: {source}")]
+    Operand {
+        /// Which operand, e.g. `operand 'x'`.
+        operand: String,
+        /// What is wrong with it.
         #[source]
         source: Box<Fault>,
     },

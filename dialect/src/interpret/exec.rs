@@ -146,6 +146,23 @@ impl Exec {
         self.values.insert(key(value), runtime);
     }
 
+    /// The runtime value of `value`, an operand of `op` described as `what` in messages.
+    pub fn value<'c>(
+        &self,
+        op: OperationRef<'_, '_>,
+        value: impl ValueLike<'c>,
+        what: &str,
+    ) -> Result<RtValue, InterpretError> {
+        self.values.get(&key(value)).cloned().ok_or_else(|| {
+            unsupported(
+                op,
+                format!(
+                    "{what} is not a value the interpreter computed (defined outside the function, or by an op it skipped)"
+                ),
+            )
+        })
+    }
+
     /// The runtime value of operand `index` of `op`.
     pub fn operand(
         &self,
@@ -155,14 +172,7 @@ impl Exec {
         let value = op
             .operand(index)
             .map_err(|_| unsupported(op, format!("operand #{index} is missing")))?;
-        self.values.get(&key(value)).cloned().ok_or_else(|| {
-            unsupported(
-                op,
-                format!(
-                    "operand #{index} is not a value the interpreter computed (defined outside the function, or by an op it skipped)"
-                ),
-            )
-        })
+        self.value(op, value, &format!("operand #{index}"))
     }
 
     /// All operands of `op`.

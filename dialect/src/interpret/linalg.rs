@@ -13,7 +13,7 @@ use melior::ir::{
     BlockRef, OperationRef,
     block::BlockLike,
     operation::OperationLike,
-    region::RegionLike,
+    RegionLike,
 };
 use std::rc::Rc;
 

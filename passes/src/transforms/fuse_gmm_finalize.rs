@@ -171,8 +171,11 @@ impl Pass for FuseGmmFinalizePass {
 
 /// Runs the fusion pattern with the greedy driver on `operation` (the module).
 fn rewrite(operation: OperationRef<'_, '_>, options: FusionOptions, errors: Arc<Mutex<Vec<String>>>) -> Result<(), ()> {
-    // SAFETY: the context outlives the pattern set, which lives only for this call.
-    let context = unsafe { operation.context().to_ref() };
+    // `to_ref` reinterprets the ContextRef itself as a Context, so the ContextRef must stay
+    // alive (a temporary here would leave a dangling reference).
+    let context_ref = operation.context();
+    // SAFETY: `context_ref` lives until the end of this function, which outlives the pattern set.
+    let context = unsafe { context_ref.to_ref() };
     let pattern = create_op_rewrite_pattern(
         schema::MOE_FINALIZE_ROUTING.name,
         1,
@@ -184,8 +187,9 @@ fn rewrite(operation: OperationRef<'_, '_>, options: FusionOptions, errors: Arc<
             // Stateless: the decision is recomputed from the IR (the same function the analysis
             // used), so the pattern needs nothing from outside but the options.
             let Decision::Fuse(plan) = decide(root, &options) else { return false };
-            // SAFETY: as above, the context outlives this call.
-            let context = unsafe { root.context().to_ref() };
+            let context_ref = root.context();
+            // SAFETY: `context_ref` lives until the end of the callback (see `rewrite`).
+            let context = unsafe { context_ref.to_ref() };
             match materialize(&plan, &rewriter.as_rewriter_base(), context) {
                 Ok(()) => true,
                 Err(error) => {
