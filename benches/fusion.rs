@@ -19,12 +19,21 @@ fn measure(compiler: &Compiler, layers: usize, runs: usize) -> (Duration, Durati
     let mut fused = 0;
     for _ in 0..runs {
         let start = Instant::now();
-        let mut module = compiler.load_source(&source, "deepseek_v3.mlir").expect("generated module is valid");
+        let mut module = compiler
+            .load_source(&source, "deepseek_v3.mlir")
+            .expect("generated module is valid");
         parse.push(start.elapsed());
         let start = Instant::now();
-        let report = compiler.run_pipeline(&mut module, "npu-fuse-gmm-finalize", &RunOptions::default()).expect("fusion runs");
+        let report = compiler
+            .run_pipeline(&mut module, "npu-fuse-gmm-finalize", &RunOptions::default())
+            .expect("fusion runs");
         pass.push(start.elapsed());
-        fused = report.statistics.get("npu-fuse-gmm-finalize").and_then(|s| s.get("fused")).copied().unwrap_or(0);
+        fused = report
+            .statistics
+            .get("npu-fuse-gmm-finalize")
+            .and_then(|s| s.get("fused"))
+            .copied()
+            .unwrap_or(0);
     }
     (median(parse), median(pass), fused)
 }
@@ -35,7 +44,25 @@ fn main() {
     let (parse_610, pass_610, fused_610) = measure(&compiler, 610, 3);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("layers  moe-layers-fused  parse+verify (ms)  npu-fuse-gmm-finalize (ms)  pass/parse");
-    println!("{:>6}  {:>16}  {:>17.2}  {:>26.2}  {:>10.2}", 61, fused_61, ms(parse_61), ms(pass_61), ms(pass_61) / ms(parse_61));
-    println!("{:>6}  {:>16}  {:>17.2}  {:>26.2}  {:>10.2}", 610, fused_610, ms(parse_610), ms(pass_610), ms(pass_610) / ms(parse_610));
-    println!("scaling 610/61: pass {:.2}x (budget 12x), parse {:.2}x", ms(pass_610) / ms(pass_61), ms(parse_610) / ms(parse_61));
+    println!(
+        "{:>6}  {:>16}  {:>17.2}  {:>26.2}  {:>10.2}",
+        61,
+        fused_61,
+        ms(parse_61),
+        ms(pass_61),
+        ms(pass_61) / ms(parse_61)
+    );
+    println!(
+        "{:>6}  {:>16}  {:>17.2}  {:>26.2}  {:>10.2}",
+        610,
+        fused_610,
+        ms(parse_610),
+        ms(pass_610),
+        ms(pass_610) / ms(parse_610)
+    );
+    println!(
+        "scaling 610/61: pass {:.2}x (budget 12x), parse {:.2}x",
+        ms(pass_610) / ms(pass_61),
+        ms(parse_610) / ms(parse_61)
+    );
 }

@@ -46,22 +46,37 @@ pub fn case_source(operands: &GmmfrOperands<'_>, attrs: &GmmfrAttrs) -> String {
     let present: Vec<(&str, &Tensor)> = named.iter().filter_map(|(n, t)| t.map(|t| (*n, t))).collect();
     let segments: Vec<&str> = named.iter().map(|(_, t)| if t.is_some() { "1" } else { "0" }).collect();
     let m = operands.x.shape().first().copied().unwrap_or(0);
-    let rows = if attrs.output_bs > 0 { attrs.output_bs as usize } else { m };
+    let rows = if attrs.output_bs > 0 {
+        attrs.output_bs as usize
+    } else {
+        m
+    };
     let n = output_columns(operands).unwrap_or(0);
     let out_type = format!("tensor<{rows}x{n}xf32>");
 
-    let arguments: Vec<String> = present.iter().map(|(name, t)| format!("%{name}: {}", tensor_type(t))).collect();
+    let arguments: Vec<String> = present
+        .iter()
+        .map(|(name, t)| format!("%{name}: {}", tensor_type(t)))
+        .collect();
     let values: Vec<String> = present.iter().map(|(name, _)| format!("%{name}")).collect();
     let types: Vec<String> = present.iter().map(|(_, t)| tensor_type(t)).collect();
     let mut attributes = format!(
         "dtype = {} : i64, shared_input_weight = 0x{:08X} : f32, shared_input_offset = {} : i64, output_bs = {} : i64, group_list_type = {} : i64",
-        attrs.dtype, attrs.shared_input_weight.to_bits(), attrs.shared_input_offset, attrs.output_bs, attrs.group_list_type
+        attrs.dtype,
+        attrs.shared_input_weight.to_bits(),
+        attrs.shared_input_offset,
+        attrs.output_bs,
+        attrs.group_list_type
     );
     if let Some(config) = &attrs.tuning_config {
         let values: Vec<String> = config.iter().map(|v| v.to_string()).collect();
         let _ = write!(attributes, ", tuning_config = array<i64: {}>", values.join(", "));
     }
-    let _ = write!(attributes, ", operandSegmentSizes = array<i32: {}>", segments.join(", "));
+    let _ = write!(
+        attributes,
+        ", operandSegmentSizes = array<i32: {}>",
+        segments.join(", ")
+    );
     format!(
         "module {{\n  func.func @{ENTRY}({}) -> {out_type} attributes {{llvm.emit_c_interface}} {{\n    %out = \"npu.grouped_matmul_finalize_routing\"({}) {{{attributes}}} : ({}) -> {out_type}\n    return %out : {out_type}\n  }}\n}}\n",
         arguments.join(", "),

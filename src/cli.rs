@@ -51,7 +51,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("{error}");
-            if error.is_usage() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if error.is_usage() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

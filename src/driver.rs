@@ -33,7 +33,12 @@ pub struct PipelineReport {
 }
 
 /// Parses `pipeline` and runs it over `module`.
-pub fn run_pipeline(context: &NpuContext, module: &mut Module<'_>, pipeline: &str, options: &RunOptions) -> Result<PipelineReport, Error> {
+pub fn run_pipeline(
+    context: &NpuContext,
+    module: &mut Module<'_>,
+    pipeline: &str,
+    options: &RunOptions,
+) -> Result<PipelineReport, Error> {
     let steps = parse_pipeline(pipeline).map_err(|e| Error::Pipeline(e.to_string()))?;
     // Create every pass before running any, so that a bad option is reported before work starts.
     let mut prepared = Vec::new();
@@ -46,11 +51,18 @@ pub fn run_pipeline(context: &NpuContext, module: &mut Module<'_>, pipeline: &st
             Step::Upstream(text) => {
                 let manager = PassManager::new(context.mlir());
                 context.diagnostics().take();
-                parse_pass_pipeline(manager.as_operation_pass_manager(), &format!("builtin.module({text})")).map_err(|e| {
-                    let details: Vec<String> = context.diagnostics().take().iter().map(|d| d.message.clone()).collect();
-                    let details = if details.is_empty() { e.to_string() } else { details.join("; ") };
-                    Error::Pipeline(format!("invalid pass pipeline '{text}': {details}"))
-                })?;
+                parse_pass_pipeline(manager.as_operation_pass_manager(), &format!("builtin.module({text})")).map_err(
+                    |e| {
+                        let details: Vec<String> =
+                            context.diagnostics().take().iter().map(|d| d.message.clone()).collect();
+                        let details = if details.is_empty() {
+                            e.to_string()
+                        } else {
+                            details.join("; ")
+                        };
+                        Error::Pipeline(format!("invalid pass pipeline '{text}': {details}"))
+                    },
+                )?;
                 prepared.push(Prepared::Upstream(text.clone(), manager));
             }
         }
@@ -66,7 +78,11 @@ pub fn run_pipeline(context: &NpuContext, module: &mut Module<'_>, pipeline: &st
                 })?;
                 report.diagnostics.extend(outcome.diagnostics);
                 report.remarks.extend(outcome.remarks);
-                report.statistics.entry(pass.info().name.to_string()).or_default().extend(outcome.statistics);
+                report
+                    .statistics
+                    .entry(pass.info().name.to_string())
+                    .or_default()
+                    .extend(outcome.statistics);
                 pass.info().name.to_string()
             }
             Prepared::Upstream(text, manager) => {

@@ -38,7 +38,9 @@ pub struct Compiler {
 impl Compiler {
     /// Sets up MLIR and the `npu` dialect.
     pub fn new() -> Result<Self, Error> {
-        Ok(Self { context: NpuContext::new().map_err(Error::Setup)? })
+        Ok(Self {
+            context: NpuContext::new().map_err(Error::Setup)?,
+        })
     }
 
     /// Like [`Compiler::new`], also accepting ops of dialects MLIR does not know (as
@@ -70,11 +72,20 @@ impl Compiler {
 
     fn verified<'c>(&'c self, module: Module<'c>) -> Result<Module<'c>, Error> {
         let diagnostics = gmmfr_dialect::verify::verify_module(&module);
-        if diagnostics.is_empty() { Ok(module) } else { Err(Error::Invalid(diagnostics)) }
+        if diagnostics.is_empty() {
+            Ok(module)
+        } else {
+            Err(Error::Invalid(diagnostics))
+        }
     }
 
     /// Runs a pass pipeline (see [`pipeline`] for the syntax).
-    pub fn run_pipeline(&self, module: &mut Module<'_>, pipeline: &str, options: &RunOptions) -> Result<PipelineReport, Error> {
+    pub fn run_pipeline(
+        &self,
+        module: &mut Module<'_>,
+        pipeline: &str,
+        options: &RunOptions,
+    ) -> Result<PipelineReport, Error> {
         driver::run_pipeline(&self.context, module, pipeline, options)
     }
 

@@ -78,14 +78,23 @@ pub fn generate(config: &ModelConfig) -> String {
     let mut body = String::new();
     for layer in 0..c.layers {
         let l = layer;
-        let _ = writeln!(body, "    %a{l} = \"model.attention\"(%h{l}) : ({hidden_t}) -> {hidden_t}");
+        let _ = writeln!(
+            body,
+            "    %a{l} = \"model.attention\"(%h{l}) : ({hidden_t}) -> {hidden_t}"
+        );
         if layer < c.dense_layers {
             let next = l + 1;
-            let _ = writeln!(body, "    %h{next} = \"model.dense_mlp\"(%a{l}) : ({hidden_t}) -> {hidden_t}");
+            let _ = writeln!(
+                body,
+                "    %h{next} = \"model.dense_mlp\"(%a{l}) : ({hidden_t}) -> {hidden_t}"
+            );
             continue;
         }
         let (up_w, down_w) = if c.quantized {
-            (t(&[e, (2 * k).div_ceil(32), h.div_ceil(16), 16, 32], "i8"), t(&[e, h.div_ceil(32), k.div_ceil(16), 16, 32], "i8"))
+            (
+                t(&[e, (2 * k).div_ceil(32), h.div_ceil(16), 16, 32], "i8"),
+                t(&[e, h.div_ceil(32), k.div_ceil(16), 16, 32], "i8"),
+            )
         } else {
             (t(&[e, h, 2 * k], "bf16"), t(&[e, k, h], "bf16"))
         };
@@ -120,7 +129,11 @@ pub fn generate(config: &ModelConfig) -> String {
                 t(&[tk], "f32")
             );
         }
-        let routed = if c.quantized { format!("%x{l}") } else { format!("%ex{l}") };
+        let routed = if c.quantized {
+            format!("%x{l}")
+        } else {
+            format!("%ex{l}")
+        };
         let up_out = t(&[tk, 2 * k], "bf16");
         let down_out = t(&[tk, h], "bf16");
         if c.quantized {
@@ -153,7 +166,11 @@ pub fn generate(config: &ModelConfig) -> String {
                 t(&[tk, h], act),
                 t(&[e], "i64")
             );
-            let _ = writeln!(body, "    %act{l} = \"model.swiglu\"(%up_y{l}) : ({up_out}) -> {}", t(&[tk, k], "bf16"));
+            let _ = writeln!(
+                body,
+                "    %act{l} = \"model.swiglu\"(%up_y{l}) : ({up_out}) -> {}",
+                t(&[tk, k], "bf16")
+            );
             let _ = writeln!(
                 body,
                 "    %y{l} = \"npu.grouped_matmul\"(%act{l}, %down{l}, %count{l}) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0>}} : ({}, {down_w}, {}) -> {down_out}",
@@ -162,7 +179,10 @@ pub fn generate(config: &ModelConfig) -> String {
             );
         }
         let (skip_operand, skip_type, skip_segment) = if c.shared_expert {
-            let _ = writeln!(body, "    %shared{l} = \"model.shared_expert\"(%a{l}) : ({hidden_t}) -> {hidden_t}");
+            let _ = writeln!(
+                body,
+                "    %shared{l} = \"model.shared_expert\"(%a{l}) : ({hidden_t}) -> {hidden_t}"
+            );
             (format!("%shared{l}, "), format!("{hidden_t}, "), 1)
         } else {
             (String::new(), String::new(), 0)
@@ -174,7 +194,10 @@ pub fn generate(config: &ModelConfig) -> String {
             t(&[tk], "i32")
         );
         let next = l + 1;
-        let _ = writeln!(body, "    %h{next} = \"model.residual_add\"(%a{l}, %moe{l}) : ({hidden_t}, {hidden_t}) -> {hidden_t}");
+        let _ = writeln!(
+            body,
+            "    %h{next} = \"model.residual_add\"(%a{l}, %moe{l}) : ({hidden_t}, {hidden_t}) -> {hidden_t}"
+        );
     }
     format!(
         "module {{\n  func.func @{}({}) -> {hidden_t} {{\n{body}    return %h{} : {hidden_t}\n  }}\n}}\n",

@@ -38,7 +38,10 @@ fn collect(text: &str, steps: &mut Vec<Step>) -> Result<(), PipelineError> {
         if element.is_empty() {
             return Err(PipelineError(format!("empty element in '{text}'")));
         }
-        if let Some(inner) = element.strip_prefix("builtin.module(").and_then(|rest| rest.strip_suffix(')')) {
+        if let Some(inner) = element
+            .strip_prefix("builtin.module(")
+            .and_then(|rest| rest.strip_suffix(')'))
+        {
             collect(inner, steps)?;
             continue;
         }
@@ -51,9 +54,14 @@ fn collect(text: &str, steps: &mut Vec<Step>) -> Result<(), PipelineError> {
             } else if let Some(body) = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
                 parse_options(name, body)?
             } else {
-                return Err(PipelineError(format!("'{name}' takes options as {name}{{key=value ...}}, got '{rest}'")));
+                return Err(PipelineError(format!(
+                    "'{name}' takes options as {name}{{key=value ...}}, got '{rest}'"
+                )));
             };
-            steps.push(Step::Npu { name: name.to_string(), options });
+            steps.push(Step::Npu {
+                name: name.to_string(),
+                options,
+            });
         } else {
             if contains_npu_pass(element) {
                 return Err(PipelineError(format!(
@@ -133,11 +141,15 @@ mod tests {
     // Our passes become Npu steps with options; upstream neighbours merge into one segment.
     #[test]
     fn splits_npu_and_upstream_steps() {
-        let steps = parse_pipeline("builtin.module(npu-verify,canonicalize,cse,npu-check-ascend-profile{strict=true cann-version=older})")
-            .unwrap();
+        let steps = parse_pipeline(
+            "builtin.module(npu-verify,canonicalize,cse,npu-check-ascend-profile{strict=true cann-version=older})",
+        )
+        .unwrap();
         assert_eq!(steps.len(), 3);
         assert_eq!(steps[1], Step::Upstream("canonicalize,cse".into()));
-        let Step::Npu { name, options } = &steps[2] else { panic!("expected npu step") };
+        let Step::Npu { name, options } = &steps[2] else {
+            panic!("expected npu step")
+        };
         assert_eq!(name, "npu-check-ascend-profile");
         assert_eq!(options.get("cann-version").map(String::as_str), Some("older"));
     }
@@ -145,7 +157,14 @@ mod tests {
     // Malformed strings are errors, never panics.
     #[test]
     fn rejects_malformed_pipelines() {
-        for bad in ["npu-verify,", "canonicalize(", "npu-verify{x}", "func.func(npu-verify)", "a)", "npu-verify{a=1 a=2}"] {
+        for bad in [
+            "npu-verify,",
+            "canonicalize(",
+            "npu-verify{x}",
+            "func.func(npu-verify)",
+            "a)",
+            "npu-verify{a=1 a=2}",
+        ] {
             assert!(parse_pipeline(bad).is_err(), "{bad} should be rejected");
         }
     }

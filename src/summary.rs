@@ -53,7 +53,10 @@ pub fn summarize(module: &Module<'_>) -> Vec<OpSummary> {
 }
 
 fn dim(info: &Option<TensorInfo>, index: usize) -> String {
-    info.as_ref().and_then(|i| i.dims.get(index).copied()).flatten().map_or("?".to_string(), |d| d.to_string())
+    info.as_ref()
+        .and_then(|i| i.dims.get(index).copied())
+        .flatten()
+        .map_or("?".to_string(), |d| d.to_string())
 }
 
 fn facts(op: &NpuOp<'_, '_>) -> String {
@@ -95,7 +98,10 @@ pub fn render(source: &str, ops: &[OpSummary]) -> String {
         names.dedup();
         names.len()
     };
-    let mut text = format!("{source}: valid npu IR, {} npu op(s) in {functions} function(s)\n", ops.len());
+    let mut text = format!(
+        "{source}: valid npu IR, {} npu op(s) in {functions} function(s)\n",
+        ops.len()
+    );
     for op in ops {
         let _ = writeln!(text, "  {}  @{}  {}: {}", op.location, op.function, op.name, op.facts);
     }

@@ -19,7 +19,14 @@ fn cases() -> Vec<PathBuf> {
 
 fn run_case(dir: &Path, out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gmmfr"))
-        .args(["run-case", dir.to_str().unwrap(), "--target", "reference", "-o", out.to_str().unwrap()])
+        .args([
+            "run-case",
+            dir.to_str().unwrap(),
+            "--target",
+            "reference",
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .output()
         .unwrap()
 }
@@ -35,11 +42,19 @@ fn every_public_case_is_reproduced_or_rejected() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         if dir.join("expect_error").exists() || !dir.join("expected.npy").exists() {
-            assert_eq!(output.status.code(), Some(1), "{name} must be rejected; stdout {stdout} stderr {stderr}");
+            assert_eq!(
+                output.status.code(),
+                Some(1),
+                "{name} must be rejected; stdout {stdout} stderr {stderr}"
+            );
             assert!(stderr.contains(": error: "), "{name}: no located error in {stderr}");
             assert!(!stderr.contains("panicked"), "{name} panicked: {stderr}");
         } else {
-            assert_eq!(output.status.code(), Some(0), "{name} must match expected.npy; stdout {stdout} stderr {stderr}");
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{name} must match expected.npy; stdout {stdout} stderr {stderr}"
+            );
             assert!(stdout.contains(": ok: "), "{name}: {stdout}");
             let written = gmmfr_dialect::npy::read_npy(&out_path).unwrap();
             let expected = gmmfr_dialect::npy::read_npy(dir.join("expected.npy")).unwrap();

@@ -26,7 +26,10 @@ fn stderr(output: &Output) -> String {
 }
 
 fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/moe_layer.mlir").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/moe_layer.mlir")
+        .display()
+        .to_string()
 }
 
 fn expect(output: &Output, code: i32, needle: &str) {
@@ -56,14 +59,26 @@ fn verify_summarizes_the_example() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("5 npu op(s) in 2 function(s)"), "{stdout}");
-    assert!(stdout.contains("npu.grouped_matmul_finalize_routing: A8W8, m=16 k=256 n=256 e=4"), "{stdout}");
+    assert!(
+        stdout.contains("npu.grouped_matmul_finalize_routing: A8W8, m=16 k=256 n=256 e=4"),
+        "{stdout}"
+    );
 }
 
 // opt reads standard input, runs our passes mixed with upstream ones, prints the IR.
 #[test]
 fn opt_runs_mixed_pipelines_from_stdin() {
     let text = std::fs::read(example()).unwrap();
-    let output = gmmfr_stdin(&["opt", "-", "--pass-pipeline", "builtin.module(npu-verify,canonicalize,cse)", "--print-ir-after-all"], &text);
+    let output = gmmfr_stdin(
+        &[
+            "opt",
+            "-",
+            "--pass-pipeline",
+            "builtin.module(npu-verify,canonicalize,cse)",
+            "--print-ir-after-all",
+        ],
+        &text,
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("npu.grouped_matmul_finalize_routing"));
     assert!(stderr(&output).contains("IR Dump After canonicalize,cse"));
@@ -72,7 +87,11 @@ fn opt_runs_mixed_pipelines_from_stdin() {
 // Missing, malformed and binary inputs are input errors with a location.
 #[test]
 fn bad_ir_inputs_are_located_input_errors() {
-    expect(&gmmfr(&["verify", "/nonexistent/x.mlir"]), 1, "/nonexistent/x.mlir: error: cannot read file");
+    expect(
+        &gmmfr(&["verify", "/nonexistent/x.mlir"]),
+        1,
+        "/nonexistent/x.mlir: error: cannot read file",
+    );
     let scratch = tempfile::tempdir().unwrap();
     let bad = scratch.path().join("bad.mlir");
     std::fs::write(&bad, "func.func @f( {").unwrap();
@@ -81,18 +100,46 @@ fn bad_ir_inputs_are_located_input_errors() {
     std::fs::write(&binary, (0..=255u8).cycle().take(4096).collect::<Vec<u8>>()).unwrap();
     expect(&gmmfr(&["verify", binary.to_str().unwrap()]), 1, "binary.mlir:");
     let unknown = scratch.path().join("unknown.mlir");
-    std::fs::write(&unknown, "func.func @f() {\n  \"npu.nonexistent\"() : () -> ()\n  return\n}\n").unwrap();
-    expect(&gmmfr(&["verify", unknown.to_str().unwrap()]), 1, "unknown.mlir:2:3: error:");
+    std::fs::write(
+        &unknown,
+        "func.func @f() {\n  \"npu.nonexistent\"() : () -> ()\n  return\n}\n",
+    )
+    .unwrap();
+    expect(
+        &gmmfr(&["verify", unknown.to_str().unwrap()]),
+        1,
+        "unknown.mlir:2:3: error:",
+    );
 }
 
 // Unknown flags, malformed pipelines and unknown pass options are usage errors.
 #[test]
 fn usage_errors_exit_2() {
-    expect(&gmmfr(&["verify", "--bogus", &example()]), 2, "unexpected argument '--bogus'");
-    expect(&gmmfr(&["verify", &example(), "--cann-version", "ancient"]), 2, "unknown CANN version 'ancient'");
-    expect(&gmmfr(&["opt", &example(), "--pass-pipeline", "npu-verify,no-such-pass"]), 2, "'no-such-pass' does not refer to a registered pass");
-    expect(&gmmfr(&["opt", &example(), "--pass-pipeline", "npu-check-ascend-profile{foo=1}"]), 2, "unknown option 'foo'");
-    expect(&gmmfr(&["opt", &example(), "--pass-pipeline", "npu-verify,("]), 2, "invalid pass pipeline");
+    expect(
+        &gmmfr(&["verify", "--bogus", &example()]),
+        2,
+        "unexpected argument '--bogus'",
+    );
+    expect(
+        &gmmfr(&["verify", &example(), "--cann-version", "ancient"]),
+        2,
+        "unknown CANN version 'ancient'",
+    );
+    expect(
+        &gmmfr(&["opt", &example(), "--pass-pipeline", "npu-verify,no-such-pass"]),
+        2,
+        "'no-such-pass' does not refer to a registered pass",
+    );
+    expect(
+        &gmmfr(&["opt", &example(), "--pass-pipeline", "npu-check-ascend-profile{foo=1}"]),
+        2,
+        "unknown option 'foo'",
+    );
+    expect(
+        &gmmfr(&["opt", &example(), "--pass-pipeline", "npu-verify,("]),
+        2,
+        "invalid pass pipeline",
+    );
     expect(&gmmfr(&["frobnicate"]), 2, "unrecognized subcommand");
 }
 
@@ -100,7 +147,11 @@ fn usage_errors_exit_2() {
 #[test]
 fn ascend_target_reports_profile_failures() {
     let output = gmmfr(&["verify", &example(), "--target", "ascend", "--cann-version", "older"]);
-    expect(&output, 1, "moe_layer.mlir:29:10: error: 'npu.grouped_matmul_finalize_routing' op is outside the Ascend profile (CANN older): [older-k-whitelist] k must be 2048 on the older release, is 256");
+    expect(
+        &output,
+        1,
+        "moe_layer.mlir:29:10: error: 'npu.grouped_matmul_finalize_routing' op is outside the Ascend profile (CANN older): [older-k-whitelist] k must be 2048 on the older release, is 256",
+    );
     assert!(stderr(&output).contains("[older-n-whitelist] n must be 7168 on the older release, is 256"));
 }
 
@@ -132,7 +183,11 @@ fn bad_case_directories_are_input_errors() {
     let (_keep, dir) = case_copy("a8w8_doc_small");
     let scale = gmmfr_dialect::tensor::Tensor::from_f32(vec![8, 128], vec![1.0; 8 * 128]).unwrap();
     gmmfr_dialect::npy::write_npy(dir.join("scale.npy"), &scale).unwrap();
-    expect(&gmmfr(&["run-case", dir.to_str().unwrap()]), 1, "operand 'w': dim 1 (n1) must be 4");
+    expect(
+        &gmmfr(&["run-case", dir.to_str().unwrap()]),
+        1,
+        "operand 'w': dim 1 (n1) must be 4",
+    );
 }
 
 // A wrong expected.npy makes run-case report the error and exit 1.

@@ -65,11 +65,16 @@ fn fusion_fixtures_decide_as_annotated() {
             .remarks
             .iter()
             .map(|remark| {
-                let SourceLoc::File { line, .. } = remark.location else { panic!("{name}: remark without a line") };
+                let SourceLoc::File { line, .. } = remark.location else {
+                    panic!("{name}: remark without a line")
+                };
                 let decision = match &remark.decision {
                     RemarkDecision::Fused(_) => "fused".to_string(),
                     RemarkDecision::NotFused(reasons) => {
-                        format!("not-fused: {}", reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "not-fused: {}",
+                            reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")
+                        )
                     }
                 };
                 (line, decision)
@@ -81,9 +86,18 @@ fn fusion_fixtures_decide_as_annotated() {
         }
         let fused = expected.iter().any(|(_, e)| e == "fused");
         if fused {
-            assert!(after.contains("npu.grouped_matmul_finalize_routing"), "{name}: no fused op");
-            assert!(!after.contains("\"npu.moe_finalize_routing\""), "{name}: the finalize op survived");
-            assert!(!after.contains("\"npu.grouped_matmul\""), "{name}: the grouped matmul survived");
+            assert!(
+                after.contains("npu.grouped_matmul_finalize_routing"),
+                "{name}: no fused op"
+            );
+            assert!(
+                !after.contains("\"npu.moe_finalize_routing\""),
+                "{name}: the finalize op survived"
+            );
+            assert!(
+                !after.contains("\"npu.grouped_matmul\""),
+                "{name}: the grouped matmul survived"
+            );
         } else {
             assert_eq!(before, after, "{name}: a blocked pair must leave the IR unchanged");
         }
@@ -99,8 +113,12 @@ fn fused_ir_reparses_and_verifies() {
     for path in fixtures() {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut module = compiler.load_file(&path).unwrap();
-        compiler.run_pipeline(&mut module, &pipeline_of(&text), &RunOptions::default()).unwrap();
+        compiler
+            .run_pipeline(&mut module, &pipeline_of(&text), &RunOptions::default())
+            .unwrap();
         let printed = print_module(&module);
-        compiler.load_source(&printed, "fused.mlir").unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        compiler
+            .load_source(&printed, "fused.mlir")
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }

@@ -5,12 +5,22 @@ use gmmfr::{Compiler, print_module};
 use std::path::Path;
 
 fn roundtrip(name: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roundtrip").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/roundtrip")
+        .join(name);
     let compiler = Compiler::new().unwrap();
-    let module = compiler.load_file(&path).unwrap_or_else(|e| panic!("{name} must be valid:\n{e}"));
+    let module = compiler
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("{name} must be valid:\n{e}"));
     let printed = print_module(&module);
-    let again = compiler.load_source(&printed, name).unwrap_or_else(|e| panic!("printed {name} must re-parse:\n{e}"));
-    assert_eq!(print_module(&again), printed, "printing is not a fixed point for {name}");
+    let again = compiler
+        .load_source(&printed, name)
+        .unwrap_or_else(|e| panic!("printed {name} must re-parse:\n{e}"));
+    assert_eq!(
+        print_module(&again),
+        printed,
+        "printing is not a fixed point for {name}"
+    );
     insta::assert_snapshot!(name.trim_end_matches(".mlir"), printed);
 }
 
@@ -59,6 +69,8 @@ fn format_cast() {
 fn bundled_example() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/moe_layer.mlir");
     let compiler = Compiler::new().unwrap();
-    let module = compiler.load_file(&path).unwrap_or_else(|e| panic!("the example must be valid:\n{e}"));
+    let module = compiler
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("the example must be valid:\n{e}"));
     insta::assert_snapshot!("example_moe_layer", print_module(&module));
 }

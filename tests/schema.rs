@@ -30,12 +30,20 @@ fn declared() -> Vec<Declared> {
                     (name.trim().to_string(), constraint.trim().starts_with("optional"))
                 })
                 .collect();
-            let results = between(body, "irdl.results(", ')').split(',').map(|i| i.split(':').next().unwrap().trim().to_string()).collect();
+            let results = between(body, "irdl.results(", ')')
+                .split(',')
+                .map(|i| i.split(':').next().unwrap().trim().to_string())
+                .collect();
             let attributes = between(body, "irdl.attributes {", '}')
                 .split(',')
                 .map(|i| i.split('=').next().unwrap().trim().trim_matches('"').to_string())
                 .collect();
-            Declared { name, operands, results, attributes }
+            Declared {
+                name,
+                operands,
+                results,
+                attributes,
+            }
         })
         .collect()
 }
@@ -47,8 +55,13 @@ fn irdl_and_rust_schema_agree() {
     let declared = declared();
     assert_eq!(declared.len(), ALL.len(), "op count differs");
     for op in &declared {
-        let schema = gmmfr_dialect::schema::lookup(&op.name).unwrap_or_else(|| panic!("{} has no Rust schema", op.name));
-        let rust: Vec<(String, bool)> = schema.operands.iter().map(|o| (o.name.to_string(), o.arity == Arity::Optional)).collect();
+        let schema =
+            gmmfr_dialect::schema::lookup(&op.name).unwrap_or_else(|| panic!("{} has no Rust schema", op.name));
+        let rust: Vec<(String, bool)> = schema
+            .operands
+            .iter()
+            .map(|o| (o.name.to_string(), o.arity == Arity::Optional))
+            .collect();
         assert_eq!(op.operands, rust, "{} operands", op.name);
         let results: Vec<String> = schema.results.iter().map(|r| r.to_string()).collect();
         assert_eq!(op.results, results, "{} results", op.name);

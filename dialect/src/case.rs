@@ -263,11 +263,7 @@ fn int4_weight(w: Tensor, path: &Path) -> Result<Tensor, CaseError> {
             actual: w.dtype(),
         });
     };
-    if let Some((flat, &value)) = values
-        .iter()
-        .enumerate()
-        .find(|(_, v)| !(-8..=7).contains(*v))
-    {
+    if let Some((flat, &value)) = values.iter().enumerate().find(|(_, v)| !(-8..=7).contains(*v)) {
         return Err(CaseError::NotInt4 {
             path: path.to_path_buf(),
             index: unravel(flat, w.shape()),
@@ -362,12 +358,7 @@ pub fn parse_attrs(text: &str, path: &Path) -> Result<GmmfrAttrs, CaseError> {
             "tuning_config" => {
                 attrs.tuning_config = match v {
                     Value::Null => None,
-                    Value::Array(items) => Some(
-                        items
-                            .iter()
-                            .map(|item| int(key, item))
-                            .collect::<Result<_, _>>()?,
-                    ),
+                    Value::Array(items) => Some(items.iter().map(|item| int(key, item)).collect::<Result<_, _>>()?),
                     _ => {
                         return Err(CaseError::WrongType {
                             path: path.to_path_buf(),
@@ -554,11 +545,7 @@ mod tests {
         let w = read_npy(s.0.join("w.npy")).unwrap();
         let mut v = w.as_i8().unwrap().to_vec();
         v[3] = 8;
-        write_npy(
-            s.0.join("w.npy"),
-            &Tensor::from_i8(w.shape().to_vec(), v).unwrap(),
-        )
-        .unwrap();
+        write_npy(s.0.join("w.npy"), &Tensor::from_i8(w.shape().to_vec(), v).unwrap()).unwrap();
         let e = Case::load(&s.0).unwrap_err();
         assert!(
             matches!(&e, CaseError::NotInt4 { index, value: 8, .. } if index == &[0, 0, 3]),
@@ -577,9 +564,7 @@ mod tests {
         assert_eq!(a.tuning_config, Some(vec![4]));
         let err = |t: &str| parse_attrs(t, p).unwrap_err().to_string();
         assert!(err(r#"{"outputbs": 8}"#).contains("unknown attribute key \"outputbs\""));
-        assert!(
-            err(r#"{"output_bs": "8"}"#).contains("\"output_bs\" must be an integer, got \"8\"")
-        );
+        assert!(err(r#"{"output_bs": "8"}"#).contains("\"output_bs\" must be an integer, got \"8\""));
         assert!(err(r#"{"output_bs": 8.5}"#).contains("\"output_bs\" must be an integer, got 8.5"));
         assert!(err(r#"{"shared_input_weight": true}"#).contains("must be a number"));
         assert!(err(r#"{"tuning_config": [1.5]}"#).contains("must be an integer"));

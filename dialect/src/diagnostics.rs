@@ -45,7 +45,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at a location.
     pub fn error(location: SourceLoc, message: impl Into<String>) -> Self {
-        Self { location, severity: Severity::Error, message: message.into(), notes: Vec::new() }
+        Self {
+            location,
+            severity: Severity::Error,
+            message: message.into(),
+            notes: Vec::new(),
+        }
     }
 
     fn from_mlir(diagnostic: &MlirDiagnostic<'_>) -> Self {

@@ -44,32 +44,20 @@ pub use value::{ElemType, IntType, MAX_ELEMENTS};
 use crate::location::SourceLoc;
 use crate::tensor::Tensor;
 use exec::{Exec, OpKind, fault, kind_of, unsupported};
-use melior::ir::{
-    Module, OperationRef, ValueLike,
-    block::BlockLike,
-    operation::OperationLike,
-    RegionLike,
-};
+use melior::ir::{Module, OperationRef, RegionLike, ValueLike, block::BlockLike, operation::OperationLike};
 use types::TypeDesc;
 use value::{RtValue, TensorValue};
 
 /// The `func.func` named `name` at the top level of `module`.
-fn find_function<'c, 'a>(
-    module: &'a Module<'c>,
-    name: &str,
-) -> Result<OperationRef<'c, 'a>, InterpretError> {
+fn find_function<'c, 'a>(module: &'a Module<'c>, name: &str) -> Result<OperationRef<'c, 'a>, InterpretError> {
     let mut next = module.body().first_operation();
     while let Some(op) = next {
-        if op.name().as_string_ref().as_str() == Ok("func.func")
-            && attrs::string(op, "sym_name") == Some(name)
-        {
+        if op.name().as_string_ref().as_str() == Ok("func.func") && attrs::string(op, "sym_name") == Some(name) {
             return Ok(op);
         }
         next = op.next_in_block();
     }
-    Err(InterpretError::FunctionNotFound {
-        name: name.to_string(),
-    })
+    Err(InterpretError::FunctionNotFound { name: name.to_string() })
 }
 
 /// Evaluates the function `name` of `module` on `args` and returns its results.
@@ -78,11 +66,7 @@ fn find_function<'c, 'a>(
 /// match the function's argument types: same count, dtype and shape (dynamic dims take any
 /// size). Every op of the body must be supported (see the module documentation); the first
 /// one that is not, or whose evaluation fails, is reported with its name and location.
-pub fn run_function(
-    module: &Module<'_>,
-    name: &str,
-    args: &[Tensor],
-) -> Result<Vec<Tensor>, InterpretError> {
+pub fn run_function(module: &Module<'_>, name: &str, args: &[Tensor]) -> Result<Vec<Tensor>, InterpretError> {
     let function = find_function(module, name)?;
     let region = function
         .region(0)
@@ -145,7 +129,10 @@ fn returned(exec: &Exec, op: OperationRef<'_, '_>) -> Result<Vec<Tensor>, Interp
             RtValue::Scalar(s) => {
                 return Err(unsupported(
                     op,
-                    format!("returned value #{index} is a scalar of {}; run_function returns tensors", s.elem()),
+                    format!(
+                        "returned value #{index} is a scalar of {}; run_function returns tensors",
+                        s.elem()
+                    ),
                 ));
             }
         };

@@ -4,8 +4,8 @@
 pub mod case;
 pub mod context;
 pub mod diagnostics;
-pub mod interpret;
 pub mod graph;
+pub mod interpret;
 pub mod location;
 pub mod npy;
 pub mod op_view;

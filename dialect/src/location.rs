@@ -37,7 +37,12 @@ impl SourceLoc {
         }
         if location.is_file_line_col_range() {
             return SourceLoc::File {
-                file: location.file_line_col_range_filename().as_string_ref().as_str().unwrap_or("<invalid utf-8>").to_string(),
+                file: location
+                    .file_line_col_range_filename()
+                    .as_string_ref()
+                    .as_str()
+                    .unwrap_or("<invalid utf-8>")
+                    .to_string(),
                 line: location.file_line_col_range_start_line(),
                 col: location.file_line_col_range_start_column(),
             };

@@ -249,10 +249,7 @@ pub fn parse_npy(bytes: &[u8], name: impl AsRef<Path>) -> Result<Tensor, NpyErro
         needed: header_start as u64,
         available: bytes.len() as u64,
     })?;
-    let header_len = len_field
-        .iter()
-        .rev()
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let header_len = len_field.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     let available = (bytes.len() - header_start) as u64;
     if header_len > available {
         return Err(NpyError::Truncated {
@@ -346,11 +343,7 @@ pub fn parse_npy(bytes: &[u8], name: impl AsRef<Path>) -> Result<Tensor, NpyErro
         ),
         Descr::F2 => (
             DType::F16,
-            Buffer::F16(
-                data.chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
+            Buffer::F16(data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
         ),
         Descr::F4 => (
             DType::F32,
@@ -382,10 +375,7 @@ pub fn parse_npy(bytes: &[u8], name: impl AsRef<Path>) -> Result<Tensor, NpyErro
 
 /// Little-endian u64 from a chunk produced by `chunks_exact(8)`.
 fn le_u64(c: &[u8]) -> u64 {
-    c.iter()
-        .take(8)
-        .rev()
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    c.iter().take(8).rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
 }
 
 /// Encodes a tensor as `.npy` bytes (see the module documentation for dtype mapping).
@@ -402,10 +392,7 @@ pub fn encode_npy(tensor: &Tensor) -> Vec<u8> {
         [d] => format!("({d},)"),
         dims => format!(
             "({})",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
         ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
@@ -417,10 +404,7 @@ pub fn encode_npy(tensor: &Tensor) -> Vec<u8> {
         (2u8, 4usize)
     };
     let unpadded = MAGIC.len() + 2 + len_bytes + header.len() + 1;
-    header.extend(std::iter::repeat_n(
-        ' ',
-        unpadded.div_ceil(64) * 64 - unpadded,
-    ));
+    header.extend(std::iter::repeat_n(' ', unpadded.div_ceil(64) * 64 - unpadded));
     header.push('\n');
     let mut out = Vec::with_capacity(unpadded + tensor.num_elements() * 8);
     out.extend_from_slice(MAGIC);
@@ -434,21 +418,11 @@ pub fn encode_npy(tensor: &Tensor) -> Vec<u8> {
     out.extend_from_slice(header.as_bytes());
     match tensor.buffer() {
         Buffer::I8(v) => out.extend(v.iter().map(|x| x.to_le_bytes()[0])),
-        Buffer::I32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Buffer::I64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Buffer::F16(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Buffer::BF16(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_f32().to_le_bytes())),
-        Buffer::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Buffer::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Buffer::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Buffer::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Buffer::BF16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_f32().to_le_bytes())),
+        Buffer::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
     }
     out
 }
@@ -462,33 +436,19 @@ struct Header {
 
 /// A header problem before the file path is attached.
 enum HeaderError {
-    Syntax {
-        offset: usize,
-        problem: &'static str,
-    },
+    Syntax { offset: usize, problem: &'static str },
     MissingKey(&'static str),
     BadKey(String),
-    BadValue {
-        key: &'static str,
-        expected: &'static str,
-    },
+    BadValue { key: &'static str, expected: &'static str },
 }
 
 impl HeaderError {
     fn into_npy(self, path: PathBuf) -> NpyError {
         match self {
-            HeaderError::Syntax { offset, problem } => NpyError::HeaderSyntax {
-                path,
-                offset,
-                problem,
-            },
+            HeaderError::Syntax { offset, problem } => NpyError::HeaderSyntax { path, offset, problem },
             HeaderError::MissingKey(key) => NpyError::MissingKey { path, key },
             HeaderError::BadKey(key) => NpyError::BadKey { path, key },
-            HeaderError::BadValue { key, expected } => NpyError::BadValue {
-                path,
-                key,
-                expected,
-            },
+            HeaderError::BadValue { key, expected } => NpyError::BadValue { path, key, expected },
         }
     }
 }
@@ -516,11 +476,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn skip_ws(&mut self) {
-        while self
-            .text
-            .get(self.pos)
-            .is_some_and(|b| b.is_ascii_whitespace())
-        {
+        while self.text.get(self.pos).is_some_and(|b| b.is_ascii_whitespace()) {
             self.pos += 1;
         }
     }
@@ -587,9 +543,9 @@ impl<'a> Cursor<'a> {
                         self.pos = at;
                         return Err(self.err("expected a non-negative integer dimension"));
                     }
-                    let dim = digits.iter().try_fold(0u64, |acc, &d| {
-                        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                    });
+                    let dim = digits
+                        .iter()
+                        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')));
                     dims.push(dim.ok_or_else(|| self.err("dimension does not fit in 64 bits"))?);
                     if !self.eat(b',') {
                         if self.eat(b')') {
@@ -631,9 +587,7 @@ fn parse_header(text: &str) -> Result<Header, HeaderError> {
             ("descr", Value::Str(s)) if descr.is_none() => descr = Some(s),
             ("fortran_order", Value::Bool(b)) if fortran.is_none() => fortran = Some(b),
             ("shape", Value::Tuple(t)) if shape.is_none() => shape = Some(t),
-            ("descr", Value::Str(_))
-            | ("fortran_order", Value::Bool(_))
-            | ("shape", Value::Tuple(_)) => {
+            ("descr", Value::Str(_)) | ("fortran_order", Value::Bool(_)) | ("shape", Value::Tuple(_)) => {
                 return Err(HeaderError::BadKey(key));
             }
             ("descr", _) => {
@@ -711,8 +665,7 @@ mod tests {
             let back = parse_npy(&bytes, "mem").unwrap();
             assert_eq!(back, t);
         }
-        let b =
-            Tensor::from_bf16(vec![2], vec![bf16::from_f32(1.25), bf16::from_f32(-3.0)]).unwrap();
+        let b = Tensor::from_bf16(vec![2], vec![bf16::from_f32(1.25), bf16::from_f32(-3.0)]).unwrap();
         let back = parse_npy(&encode_npy(&b), "mem").unwrap();
         assert_eq!(back.dtype(), DType::F32);
         assert_eq!(back.as_f32(), Some(&[1.25f32, -3.0][..]));
@@ -788,42 +741,21 @@ mod tests {
         check(MAGIC.to_vec(), "truncated preamble");
         check(raw(4, ok, &data), "version 4.0");
         check(raw(1, ok, &data)[..12].to_vec(), "truncated header");
+        check(raw(1, ok, &data[..7]), "truncated data: needs 8 bytes, only 7");
+        check(raw(1, ok, &[0u8; 9]), "needs 8 data bytes but 9 are present");
         check(
-            raw(1, ok, &data[..7]),
-            "truncated data: needs 8 bytes, only 7",
-        );
-        check(
-            raw(1, ok, &[0u8; 9]),
-            "needs 8 data bytes but 9 are present",
-        );
-        check(
-            raw(
-                1,
-                "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }",
-                &data,
-            ),
+            raw(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", &data),
             "unsupported descr '>f4'",
         );
         check(
-            raw(
-                1,
-                "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }",
-                &data,
-            ),
+            raw(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", &data),
             "unsupported descr '|b1'",
         );
         check(
-            raw(
-                1,
-                "{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }",
-                &data,
-            ),
+            raw(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", &data),
             "fortran_order is True",
         );
-        check(
-            raw(1, "{'descr': '<f4', 'shape': (2,), }", &data),
-            "no 'fortran_order'",
-        );
+        check(raw(1, "{'descr': '<f4', 'shape': (2,), }", &data), "no 'fortran_order'");
         check(
             raw(
                 1,
@@ -841,41 +773,22 @@ mod tests {
             "'descr' is unknown or repeated",
         );
         check(
-            raw(
-                1,
-                "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }",
-                &data,
-            ),
+            raw(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", &data),
             "non-negative integer",
         );
         check(
-            raw(
-                1,
-                "{'descr': '<f4', 'fortran_order': 0, 'shape': (2,), }",
-                &data,
-            ),
+            raw(1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (2,), }", &data),
             "malformed header",
         );
         check(
-            raw(
-                1,
-                "{'descr': (2,), 'fortran_order': False, 'shape': (2,), }",
-                &data,
-            ),
+            raw(1, "{'descr': (2,), 'fortran_order': False, 'shape': (2,), }", &data),
             "'descr' must be",
         );
         check(
-            raw(
-                1,
-                "{'descr': '<f4, 'fortran_order': False, 'shape': (2,)",
-                &data,
-            ),
+            raw(1, "{'descr': '<f4, 'fortran_order': False, 'shape': (2,)", &data),
             "malformed header",
         );
-        check(
-            raw(1, "{'descr': '\u{e9}'}", &data),
-            "not valid latin-1/ASCII",
-        );
+        check(raw(1, "{'descr': '\u{e9}'}", &data), "not valid latin-1/ASCII");
     }
 
     // Absurd shapes are rejected from the header alone, before any allocation.

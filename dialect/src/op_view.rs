@@ -1,13 +1,13 @@
 //! Named access to the operands and attributes of an `npu` op.
 
 use crate::schema::{self, Arity, OpSchema};
+use crate::types::TensorInfo;
+use melior::ir::attribute::AttributeLike;
 use melior::ir::{
     Attribute, OperationRef, Value, ValueLike,
     attribute::{DenseI32ArrayAttribute, DenseI64ArrayAttribute, FloatAttribute, IntegerAttribute},
     operation::OperationLike,
 };
-use crate::types::TensorInfo;
-use melior::ir::attribute::AttributeLike;
 
 /// An `npu` op with its operands resolved to their declared names.
 pub struct NpuOp<'c, 'a> {
@@ -60,7 +60,10 @@ impl<'c, 'a> NpuOp<'c, 'a> {
                 Arity::Optional => *size == 0 || *size == 1,
             };
             if !allowed {
-                return Err(ViewError::Segments(format!("operand '{}' has segment size {size}", decl.name)));
+                return Err(ViewError::Segments(format!(
+                    "operand '{}' has segment size {size}",
+                    decl.name
+                )));
             }
             if *size == 1 {
                 let value = operation
@@ -73,9 +76,15 @@ impl<'c, 'a> NpuOp<'c, 'a> {
             }
         }
         if next != count {
-            return Err(ViewError::Segments(format!("segments cover {next} of {count} operands")));
+            return Err(ViewError::Segments(format!(
+                "segments cover {next} of {count} operands"
+            )));
         }
-        Ok(Some(Self { schema, operation, operands }))
+        Ok(Some(Self {
+            schema,
+            operation,
+            operands,
+        }))
     }
 
     /// The op name, `npu.<name>`.
@@ -95,7 +104,10 @@ impl<'c, 'a> NpuOp<'c, 'a> {
 
     /// The tensor type of a result by index.
     pub fn result_info(&self, index: usize) -> Option<TensorInfo> {
-        self.operation.result(index).ok().and_then(|r| TensorInfo::of(r.r#type()))
+        self.operation
+            .result(index)
+            .ok()
+            .and_then(|r| TensorInfo::of(r.r#type()))
     }
 
     /// A raw attribute.
@@ -121,10 +133,16 @@ impl AttrValue {
     /// Classifies an attribute.
     pub fn of(attribute: Attribute<'_>) -> Self {
         if let Ok(int) = IntegerAttribute::try_from(attribute) {
-            return AttrValue::Int { value: int.value(), r#type: attribute.r#type().to_string() };
+            return AttrValue::Int {
+                value: int.value(),
+                r#type: attribute.r#type().to_string(),
+            };
         }
         if let Ok(float) = FloatAttribute::try_from(attribute) {
-            return AttrValue::Float { value: float.value(), r#type: attribute.r#type().to_string() };
+            return AttrValue::Float {
+                value: float.value(),
+                r#type: attribute.r#type().to_string(),
+            };
         }
         if let Ok(array) = DenseI64ArrayAttribute::try_from(attribute) {
             return AttrValue::I64Array((0..array.len()).filter_map(|i| array.element(i).ok()).collect());

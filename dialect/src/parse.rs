@@ -3,8 +3,8 @@
 use crate::context::NpuContext;
 use crate::diagnostics::Diagnostic;
 use crate::location::SourceLoc;
-use melior::ir::{Location, Module, Operation, block::BlockLike, operation::OperationLike};
 use melior::StringRef;
+use melior::ir::{Location, Module, Operation, block::BlockLike, operation::OperationLike};
 use std::path::Path;
 
 /// Why a source did not become a module.
@@ -32,7 +32,10 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 
 /// Reads and parses a file; the file name is recorded in every location.
 pub fn parse_file<'c>(context: &'c NpuContext, path: &Path) -> Result<Module<'c>, ParseError> {
-    let text = std::fs::read(path).map_err(|source| ParseError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read(path).map_err(|source| ParseError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&text);
     parse_source(context, &text, &path.display().to_string())
 }
@@ -42,7 +45,9 @@ pub fn parse_file<'c>(context: &'c NpuContext, path: &Path) -> Result<Module<'c>
 pub fn parse_source<'c>(context: &'c NpuContext, text: &str, source_name: &str) -> Result<Module<'c>, ParseError> {
     context.diagnostics().take();
     if let Some(diagnostic) = crate::parser_guards::find_known_crasher(text, source_name) {
-        return Err(ParseError::Invalid { diagnostics: vec![diagnostic] });
+        return Err(ParseError::Invalid {
+            diagnostics: vec![diagnostic],
+        });
     }
     match create_parse(context, text, source_name) {
         Some(operation) => Ok(into_module(context, operation)),
@@ -52,7 +57,10 @@ pub fn parse_source<'c>(context: &'c NpuContext, text: &str, source_name: &str) 
             // top-level ops (e.g. two funcs without `module {}`) are valid input for mlir-opt,
             // so parse them again inside an explicit module; only line 1 columns shift, and
             // they are corrected below.
-            if diagnostics.iter().any(|d| d.message.contains("source must contain a single top-level operation")) {
+            if diagnostics
+                .iter()
+                .any(|d| d.message.contains("source must contain a single top-level operation"))
+            {
                 const PREFIX: &str = "module {";
                 let wrapped = format!("{PREFIX}{text}\n}}");
                 return match create_parse(context, &wrapped, source_name) {
@@ -69,7 +77,11 @@ pub fn parse_source<'c>(context: &'c NpuContext, text: &str, source_name: &str) 
             }
             let diagnostics = if diagnostics.is_empty() {
                 vec![Diagnostic::error(
-                    SourceLoc::File { file: source_name.to_string(), line: 1, col: 1 },
+                    SourceLoc::File {
+                        file: source_name.to_string(),
+                        line: 1,
+                        col: 1,
+                    },
                     "the input is not valid MLIR",
                 )]
             } else {
@@ -123,6 +135,10 @@ fn unshift_first_line(mut diagnostic: Diagnostic, shift: usize) -> Diagnostic {
     if let SourceLoc::File { line: 1, col, .. } = &mut diagnostic.location {
         *col = col.saturating_sub(shift).max(1);
     }
-    diagnostic.notes = diagnostic.notes.into_iter().map(|n| unshift_first_line(n, shift)).collect();
+    diagnostic.notes = diagnostic
+        .notes
+        .into_iter()
+        .map(|n| unshift_first_line(n, shift))
+        .collect();
     diagnostic
 }

@@ -41,7 +41,11 @@ fn position(text: &str, offset: usize, source_name: &str) -> SourceLoc {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    SourceLoc::File { file: source_name.to_string(), line, col }
+    SourceLoc::File {
+        file: source_name.to_string(),
+        line,
+        col,
+    }
 }
 
 #[cfg(test)]
@@ -52,8 +56,19 @@ mod tests {
     // start with "index" are not.
     #[test]
     fn refuses_dense_index_arrays_only() {
-        let found = find_known_crasher("func.func @f() {\n  \"x.y\"() {a = array<index: 1>} : () -> ()\n}", "t.mlir").unwrap();
-        assert_eq!(found.location, SourceLoc::File { file: "t.mlir".into(), line: 2, col: 16 });
+        let found = find_known_crasher(
+            "func.func @f() {\n  \"x.y\"() {a = array<index: 1>} : () -> ()\n}",
+            "t.mlir",
+        )
+        .unwrap();
+        assert_eq!(
+            found.location,
+            SourceLoc::File {
+                file: "t.mlir".into(),
+                line: 2,
+                col: 16
+            }
+        );
         assert!(find_known_crasher("{a = array< index:1>}", "t").is_some());
         assert!(find_known_crasher("{a = array<i64: 1, 2>}", "t").is_none());
         assert!(find_known_crasher("{a = array<indexed_thing>}", "t").is_none());

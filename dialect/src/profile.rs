@@ -1,10 +1,10 @@
 //! The Ascend legality profile (SPEC section 4): what the aclnn kernel accepts, which is
 //! narrower than what is valid IR. Checked on verified IR only, on request (`--target ascend`).
 
+use crate::op_view::AttrValue;
 use crate::op_view::NpuOp;
 use crate::scenario::Scenario;
 use crate::types::TensorInfo;
-use crate::op_view::AttrValue;
 use std::fmt;
 
 /// Which CANN release's restrictions apply.
@@ -53,7 +53,11 @@ pub struct ProfileViolation {
 
 impl fmt::Display for ProfileViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {} must be {}, is {}", self.constraint, self.subject, self.allowed, self.actual)
+        write!(
+            f,
+            "[{}] {} must be {}, is {}",
+            self.constraint, self.subject, self.allowed, self.actual
+        )
     }
 }
 
@@ -62,8 +66,19 @@ struct Profile {
 }
 
 impl Profile {
-    fn fail(&mut self, constraint: &'static str, subject: impl Into<String>, allowed: impl Into<String>, actual: impl Into<String>) {
-        self.found.push(ProfileViolation { constraint, subject: subject.into(), allowed: allowed.into(), actual: actual.into() });
+    fn fail(
+        &mut self,
+        constraint: &'static str,
+        subject: impl Into<String>,
+        allowed: impl Into<String>,
+        actual: impl Into<String>,
+    ) {
+        self.found.push(ProfileViolation {
+            constraint,
+            subject: subject.into(),
+            allowed: allowed.into(),
+            actual: actual.into(),
+        });
     }
 
     /// Checks a statically known value against an inclusive range; unknown values pass (the
@@ -139,8 +154,12 @@ pub fn check_gmmfr(op: &NpuOp<'_, '_>, version: CannVersion) -> Vec<ProfileViola
 /// The profile check on a signature (see [`check_gmmfr`]).
 pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<ProfileViolation> {
     let mut p = Profile { found: Vec::new() };
-    let (Some(x), Some(w)) = (sig.operand("x"), sig.operand("w")) else { return p.found };
-    let Some(scenario) = Scenario::classify(x, w) else { return p.found };
+    let (Some(x), Some(w)) = (sig.operand("x"), sig.operand("w")) else {
+        return p.found;
+    };
+    let Some(scenario) = Scenario::classify(x, w) else {
+        return p.found;
+    };
     let m = x.dim(0);
     let k = x.dim(1);
     let n = sig.out.dim(1);
@@ -151,7 +170,12 @@ pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<Profil
 
     match &scenario {
         Scenario::NonQuantized(elem) => {
-            p.fail("non-quantized-no-kernel", "scenario", "A8W8 or A8W4 (Ascend has no non-quantized GMMFR kernel)", format!("non-quantized {elem}"));
+            p.fail(
+                "non-quantized-no-kernel",
+                "scenario",
+                "A8W8 or A8W4 (Ascend has no non-quantized GMMFR kernel)",
+                format!("non-quantized {elem}"),
+            );
             return p.found;
         }
         Scenario::A8W8 => {
@@ -163,7 +187,12 @@ pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<Profil
                 p.fail("n-min-256", "n", ">= 256", n.to_string());
             }
             if sig.operand("bias").is_some() {
-                p.fail("a8w8-bias-not-accepted", "operand 'bias'", "absent (torch_npu does not accept an A8W8 bias)", "present");
+                p.fail(
+                    "a8w8-bias-not-accepted",
+                    "operand 'bias'",
+                    "absent (torch_npu does not accept an A8W8 bias)",
+                    "present",
+                );
             }
             if version == CannVersion::Older {
                 if let Some(k) = k
@@ -185,7 +214,11 @@ pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<Profil
             {
                 p.fail("a8w4-k-range", "k", "in (128, 18432]", k.to_string());
             }
-            let (of, constraint) = if *nz { (64, "a8w4-n-multiple-of-64-nz") } else { (8, "a8w4-n-multiple-of-8-nd") };
+            let (of, constraint) = if *nz {
+                (64, "a8w4-n-multiple-of-64-nz")
+            } else {
+                (8, "a8w4-n-multiple-of-8-nd")
+            };
             p.multiple(constraint, "n", n, of);
             if let Some(n) = n
                 && n <= 64
@@ -202,11 +235,21 @@ pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<Profil
         p.range("bsdp-range", "bsdp (rows of shared_input)", bsdp, 1, 2048);
     }
     if sig.dtype != 0 {
-        p.fail("dtype-f32-only", "attribute 'dtype'", "0 (f32 output)", sig.dtype.to_string());
+        p.fail(
+            "dtype-f32-only",
+            "attribute 'dtype'",
+            "0 (f32 output)",
+            sig.dtype.to_string(),
+        );
     }
     for (name, info) in &sig.operands {
         if info.is_empty() {
-            p.fail("no-empty-tensors", format!("operand '{name}'"), "non-empty", info.text.clone());
+            p.fail(
+                "no-empty-tensors",
+                format!("operand '{name}'"),
+                "non-empty",
+                info.text.clone(),
+            );
         }
     }
     if sig.out.is_empty() {
@@ -214,7 +257,12 @@ pub fn check_signature(sig: &GmmfrSignature, version: CannVersion) -> Vec<Profil
     }
     if version == CannVersion::Older {
         if sig.group_list_type != 1 {
-            p.fail("older-group-list-counts", "attribute 'group_list_type'", "1 (counts) on the older release", sig.group_list_type.to_string());
+            p.fail(
+                "older-group-list-counts",
+                "attribute 'group_list_type'",
+                "1 (counts) on the older release",
+                sig.group_list_type.to_string(),
+            );
         }
         let (has_shared, has_logit) = (shared.is_some(), sig.operand("logit").is_some());
         if has_shared != has_logit {
@@ -246,7 +294,10 @@ pub fn check_module(module: &melior::ir::Module<'_>, version: CannVersion) -> Ve
             for violation in check_gmmfr(&op, version) {
                 found.push(crate::diagnostics::Diagnostic::error(
                     location.clone(),
-                    format!("'{}' op is outside the Ascend profile (CANN {version}): {violation}", op.name()),
+                    format!(
+                        "'{}' op is outside the Ascend profile (CANN {version}): {violation}",
+                        op.name()
+                    ),
                 ));
             }
         }

@@ -26,13 +26,9 @@ mod test_rng;
 
 pub use compare::{Comparison, compare};
 pub use error::EvalError;
-pub use finalize_routing::{
-    MoeFinalizeRoutingAttrs, MoeFinalizeRoutingOperands, moe_finalize_routing,
-};
+pub use finalize_routing::{MoeFinalizeRoutingAttrs, MoeFinalizeRoutingOperands, moe_finalize_routing};
 pub use format_cast::{NzLayout, nd_to_nz, nz_block_cols, nz_to_nd};
-pub use gmmfr::{
-    GmmfrAttrs, GmmfrOperands, GmmfrScenario, gmmfr_scenario, grouped_matmul_finalize_routing,
-};
+pub use gmmfr::{GmmfrAttrs, GmmfrOperands, GmmfrScenario, gmmfr_scenario, grouped_matmul_finalize_routing};
 pub use grouped_matmul::{GroupedMatmulAttrs, GroupedMatmulOperands, grouped_matmul};
 pub use groups::{GroupRange, GroupRows, group_rows};
 pub use init_routing::{MoeInitRouting, MoeInitRoutingAttrs, moe_init_routing};

@@ -50,11 +50,17 @@ impl OpSchema {
 }
 
 const fn single(name: &'static str) -> OperandDecl {
-    OperandDecl { name, arity: Arity::Single }
+    OperandDecl {
+        name,
+        arity: Arity::Single,
+    }
 }
 
 const fn optional(name: &'static str) -> OperandDecl {
-    OperandDecl { name, arity: Arity::Optional }
+    OperandDecl {
+        name,
+        arity: Arity::Optional,
+    }
 }
 
 /// `npu.grouped_matmul_finalize_routing`, the fused op.
@@ -121,12 +127,7 @@ pub const MOE_INIT_ROUTING: OpSchema = OpSchema {
     name: "npu.moe_init_routing",
     operands: &[single("x"), single("expert_idx")],
     results: &["expanded_x", "expanded_row_idx", "expert_tokens"],
-    required_attributes: &[
-        "expert_num",
-        "active_num",
-        "row_idx_type",
-        "expert_tokens_num_type",
-    ],
+    required_attributes: &["expert_num", "active_num", "row_idx_type", "expert_tokens_num_type"],
     optional_attributes: &["active_expert_range"],
 };
 

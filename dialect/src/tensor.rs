@@ -160,11 +160,7 @@ impl Buffer {
     ///
     /// Every index is checked; an index past the end is an error, not a panic.
     pub fn gather(&self, indices: &[Option<usize>]) -> Result<Buffer, TensorError> {
-        fn pick<T: Copy>(
-            src: &[T],
-            indices: &[Option<usize>],
-            zero: T,
-        ) -> Result<Vec<T>, TensorError> {
+        fn pick<T: Copy>(src: &[T], indices: &[Option<usize>], zero: T) -> Result<Vec<T>, TensorError> {
             indices
                 .iter()
                 .map(|ix| match ix {
@@ -258,9 +254,8 @@ impl Tensor {
                 actual: data.kind(),
             });
         }
-        let expected = checked_num_elements(&shape).ok_or_else(|| TensorError::ShapeOverflow {
-            shape: shape.clone(),
-        })?;
+        let expected =
+            checked_num_elements(&shape).ok_or_else(|| TensorError::ShapeOverflow { shape: shape.clone() })?;
         if expected != data.len() {
             return Err(TensorError::ElementCount {
                 shape,
@@ -269,8 +264,7 @@ impl Tensor {
             });
         }
         if let (DType::I4, Buffer::I8(v)) = (dtype, &data)
-            && let Some((index, &value)) =
-                v.iter().enumerate().find(|(_, x)| !(-8..=7).contains(*x))
+            && let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !(-8..=7).contains(*x))
         {
             return Err(TensorError::I4OutOfRange { index, value });
         }
@@ -279,9 +273,7 @@ impl Tensor {
 
     /// A zero-filled tensor.
     pub fn zeros(dtype: DType, shape: Vec<usize>) -> Result<Tensor, TensorError> {
-        let len = checked_num_elements(&shape).ok_or_else(|| TensorError::ShapeOverflow {
-            shape: shape.clone(),
-        })?;
+        let len = checked_num_elements(&shape).ok_or_else(|| TensorError::ShapeOverflow { shape: shape.clone() })?;
         Tensor::new(dtype, shape, Buffer::zeros(dtype.storage(), len))
     }
 
@@ -322,11 +314,7 @@ impl Tensor {
 
     /// A float tensor of `dtype` (`f32`, `f16` or `bf16`) from f32 values, rounding each to
     /// nearest-even once. Integer dtypes are rejected with [`TensorError::StorageMismatch`].
-    pub fn from_f32_rounded(
-        dtype: DType,
-        shape: Vec<usize>,
-        data: Vec<f32>,
-    ) -> Result<Tensor, TensorError> {
+    pub fn from_f32_rounded(dtype: DType, shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor, TensorError> {
         let buffer = match dtype {
             DType::F32 => Buffer::F32(data),
             DType::F16 => Buffer::F16(data.into_iter().map(f16::from_f32).collect()),
@@ -453,11 +441,7 @@ impl Tensor {
 
 /// Formats a shape the way MLIR prints a tensor type's dimensions: `8x256`.
 pub fn format_shape(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
 }
 
 impl fmt::Display for Tensor {
@@ -526,10 +510,7 @@ mod tests {
     #[test]
     fn gather_selects_and_checks() {
         let b = Buffer::I32(vec![10, 20, 30]);
-        assert_eq!(
-            b.gather(&[Some(2), None, Some(0)]),
-            Ok(Buffer::I32(vec![30, 0, 10]))
-        );
+        assert_eq!(b.gather(&[Some(2), None, Some(0)]), Ok(Buffer::I32(vec![30, 0, 10])));
         assert_eq!(
             b.gather(&[Some(3)]),
             Err(TensorError::GatherOutOfRange { index: 3, len: 3 })

@@ -2,7 +2,7 @@
 
 use melior::ir::{
     Type,
-    r#type::{RankedTensorType, ShapedTypeLike, DimSize},
+    r#type::{DimSize, RankedTensorType, ShapedTypeLike},
 };
 use std::fmt;
 
@@ -84,7 +84,11 @@ impl TensorInfo {
                 _ => None,
             })
             .collect();
-        Some(Self { elem: Elem::of(tensor.element()), dims, text: r#type.to_string() })
+        Some(Self {
+            elem: Elem::of(tensor.element()),
+            dims,
+            text: r#type.to_string(),
+        })
     }
 
     /// The rank.

@@ -49,7 +49,10 @@ pub fn verify_module(module: &Module<'_>) -> Vec<Diagnostic> {
         match NpuOp::new(operation) {
             Ok(Some(op)) => {
                 for violation in verify_op(&op) {
-                    diagnostics.push(Diagnostic::error(location.clone(), format!("'{}' op {violation}", op.name())));
+                    diagnostics.push(Diagnostic::error(
+                        location.clone(),
+                        format!("'{}' op {violation}", op.name()),
+                    ));
                 }
             }
             Ok(None) => {}

@@ -7,8 +7,8 @@ use gmmfr_dialect::interpret::{Fault, InterpretError, run_function};
 use gmmfr_dialect::location::SourceLoc;
 use gmmfr_dialect::parse::parse_source;
 use gmmfr_dialect::reference::{
-    self, GmmfrAttrs, GmmfrOperands, GroupedMatmulAttrs, GroupedMatmulOperands,
-    MoeFinalizeRoutingAttrs, MoeFinalizeRoutingOperands, MoeInitRoutingAttrs,
+    self, GmmfrAttrs, GmmfrOperands, GroupedMatmulAttrs, GroupedMatmulOperands, MoeFinalizeRoutingAttrs,
+    MoeFinalizeRoutingOperands, MoeInitRoutingAttrs,
 };
 use gmmfr_dialect::tensor::{DType, Tensor};
 use gmmfr_dialect::verify::verify_module;
@@ -397,7 +397,10 @@ fn slices_transposes_and_reshapes() {
     let got = run(&module, "slices", std::slice::from_ref(&s));
     let mut expected = vec![0.0f32; 24];
     expected[12..20].copy_from_slice(&s.to_f32_vec());
-    assert_eq!(got[0], Tensor::from_f32_rounded(DType::BF16, vec![6, 4], expected).unwrap());
+    assert_eq!(
+        got[0],
+        Tensor::from_f32_rounded(DType::BF16, vec![6, 4], expected).unwrap()
+    );
     assert_eq!(got[1], s);
     assert_eq!(got[2].to_f32_vec(), s.to_f32_vec()[4..8].to_vec());
 
@@ -418,7 +421,10 @@ fn slices_transposes_and_reshapes() {
     assert_eq!(got[2], a);
 
     let got = run(&module, "dynamic", &[rng.f32s(vec![3, 4])]);
-    assert_eq!(got, vec![Tensor::from_f32_rounded(DType::BF16, vec![3, 4], vec![1.5; 12]).unwrap()]);
+    assert_eq!(
+        got,
+        vec![Tensor::from_f32_rounded(DType::BF16, vec![3, 4], vec![1.5; 12]).unwrap()]
+    );
 }
 
 const ERRORS: &str = r#"
@@ -482,14 +488,21 @@ fn errors_name_the_op_and_location() {
     let f4 = Tensor::from_f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
 
     let e = run_err(&module, "unsupported", std::slice::from_ref(&f4));
-    assert!(matches!(&e, InterpretError::Unsupported { op, .. } if op == "arith.negf"), "{e}");
+    assert!(
+        matches!(&e, InterpretError::Unsupported { op, .. } if op == "arith.negf"),
+        "{e}"
+    );
     assert_eq!(line(&e), 3);
-    assert!(e.to_string().starts_with("test.mlir:3:8: error: 'arith.negf' op is not supported"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("test.mlir:3:8: error: 'arith.negf' op is not supported"),
+        "{e}"
+    );
 
     let e = run_err(&module, "out_of_range", std::slice::from_ref(&f4));
+    assert_eq!(e.op_name(), Some("tensor.extract"), "{e}");
     assert!(
-        matches!(&e, InterpretError::Fault { op, fault: Fault::IndexOutOfRange { index, .. }, .. }
-            if op == "tensor.extract" && index == &[4]),
+        matches!(e.fault(), Some(Fault::IndexOutOfRange { index, .. }) if index == &[4]),
         "{e}"
     );
     assert_eq!(line(&e), 8);
@@ -497,13 +510,13 @@ fn errors_name_the_op_and_location() {
     let gidx = Tensor::from_i32(vec![3], vec![2, -1, 0]).unwrap();
     let scales = Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]).unwrap();
     let e = run_err(&module, "unclamped", &[gidx, scales]);
-    match &e {
-        InterpretError::Fault { op, fault: Fault::At { index, source }, .. } => {
-            assert_eq!(op, "tensor.extract");
+    assert_eq!(e.op_name(), Some("tensor.extract"), "{e}");
+    match e.fault() {
+        Some(Fault::At { index, source }) => {
             assert_eq!(index, &[1]);
             assert!(matches!(**source, Fault::IndexOutOfRange { .. }), "{e}");
         }
-        other => panic!("{other}"),
+        _ => panic!("{e}"),
     }
     assert_eq!(line(&e), 19);
 
@@ -514,15 +527,19 @@ fn errors_name_the_op_and_location() {
 
     let b = Tensor::from_i32(vec![3], vec![1, 0, 3]).unwrap();
     let e = run_err(&module, "divide", &[a.clone(), b]);
+    assert_eq!(e.op_name(), Some("arith.divsi"), "{e}");
     assert!(
-        matches!(&e, InterpretError::Fault { op, fault: Fault::At { index, source }, .. }
-            if op == "arith.divsi" && index == &[1] && **source == Fault::DivisionByZero { lhs: 2 }),
+        matches!(e.fault(), Some(Fault::At { index, source })
+            if index == &[1] && **source == Fault::DivisionByZero { lhs: 2 }),
         "{e}"
     );
     assert_eq!(line(&e), 35);
 
     let e = run_err(&module, "uninitialized", &[]);
-    assert!(matches!(&e, InterpretError::Fault { op, .. } if op == "func.return"), "{e}");
+    assert!(
+        matches!(&e, InterpretError::Fault { op, .. } if op == "func.return"),
+        "{e}"
+    );
     assert!(e.to_string().contains("unspecified"), "{e}");
 
     let x = Tensor::from_f32(vec![2, 16], vec![0.5; 32]).unwrap();
@@ -530,24 +547,43 @@ fn errors_name_the_op_and_location() {
     let gl = Tensor::from_i64(vec![1], vec![2]).unwrap();
     let ri = Tensor::from_i64(vec![2], vec![0, 2]).unwrap();
     let e = run_err(&module, "gmm_bad_row", &[x, w, gl, ri]);
+    assert_eq!(e.op_name(), Some("npu.grouped_matmul_finalize_routing"), "{e}");
     assert!(
-        matches!(&e, InterpretError::Reference { op, source: reference::EvalError::RowIndexOutOfRange { p: 1, .. }, .. }
-            if op == "npu.grouped_matmul_finalize_routing"),
+        matches!(
+            e.reference_error(),
+            Some(reference::EvalError::RowIndexOutOfRange { p: 1, .. })
+        ),
         "{e}"
     );
     assert_eq!(line(&e), 43);
 
     let e = run_err(&module, "missing", &[]);
-    assert!(matches!(&e, InterpretError::FunctionNotFound { name } if name == "missing"), "{e}");
+    assert!(
+        matches!(&e, InterpretError::FunctionNotFound { name } if name == "missing"),
+        "{e}"
+    );
 
     let e = run_err(&module, "divide", std::slice::from_ref(&a));
-    assert!(matches!(&e, InterpretError::ArgumentCount { expected: 2, actual: 1, .. }), "{e}");
+    assert!(
+        matches!(
+            &e,
+            InterpretError::ArgumentCount {
+                expected: 2,
+                actual: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!((e.op_name(), line(&e)), (Some("func.func"), 34));
 
     let i64s = Tensor::from_i64(vec![3], vec![1, 2, 3]).unwrap();
     let e = run_err(&module, "divide", &[a.clone(), i64s]);
     assert!(matches!(&e, InterpretError::ArgumentType { index: 1, .. }), "{e}");
-    assert!(e.to_string().contains("must be tensor<3xi32>, got tensor<3xi64>"), "{e}");
+    assert!(
+        e.to_string().contains("must be tensor<3xi32>, got tensor<3xi64>"),
+        "{e}"
+    );
 
     let long = Tensor::from_i32(vec![4], vec![1, 2, 3, 4]).unwrap();
     let e = run_err(&module, "divide", &[long, a]);
@@ -587,4 +623,47 @@ fn integer_tensor_ops_use_exact_widths() {
     );
     let e = run_err(&module, "poison", &[a]);
     assert!(e.to_string().contains("'nsw'"), "{e}");
+}
+
+const CONSTANTS: &str = r#"
+func.func @constants() -> (tensor<3xbf16>, tensor<2x2xf16>, tensor<3xi8>, tensor<2xi64>, tensor<3xf32>, tensor<3xi32>,
+                           tensor<3xf32>) {
+  %a = arith.constant dense<[1.5, -2.0, 0.375]> : tensor<3xbf16>
+  %b = arith.constant dense<[[1.0, 2.0], [3.0, 65504.0]]> : tensor<2x2xf16>
+  %c = arith.constant dense<[-128, 0, 127]> : tensor<3xi8>
+  %d = arith.constant dense<7> : tensor<2xi64>
+  %m = arith.constant dense<[true, false, true]> : tensor<3xi1>
+  %x = arith.constant dense<[1.0, 2.0, 3.0]> : tensor<3xf32>
+  %y = arith.constant dense<-1.0> : tensor<3xf32>
+  %s = arith.select %m, %x, %y : tensor<3xi1>, tensor<3xf32>
+  %i = arith.constant dense<[5, 6, 7]> : tensor<3xindex>
+  %j = arith.index_cast %i : tensor<3xindex> to tensor<3xi32>
+  %t = arith.truncf %s : tensor<3xf32> to tensor<3xbf16>
+  %u = arith.extf %a : tensor<3xbf16> to tensor<3xf32>
+  %v = arith.subf %u, %x : tensor<3xf32>
+  return %a, %b, %c, %d, %s, %j, %v : tensor<3xbf16>, tensor<2x2xf16>, tensor<3xi8>, tensor<2xi64>, tensor<3xf32>,
+                                      tensor<3xi32>, tensor<3xf32>
+}
+"#;
+
+// Dense constants of every supported element type (splat and not, i1 and index included) and
+// elementwise select, index_cast, truncf, extf and subf on tensors.
+#[test]
+fn dense_constants_and_tensor_casts() {
+    let context = NpuContext::new().unwrap();
+    let module = parse(&context, CONSTANTS);
+    let got = run(&module, "constants", &[]);
+    let f16s = |v: &[f32]| v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            Tensor::from_f32_rounded(DType::BF16, vec![3], vec![1.5, -2.0, 0.375]).unwrap(),
+            Tensor::from_f16(vec![2, 2], f16s(&[1.0, 2.0, 3.0, 65504.0])).unwrap(),
+            Tensor::from_i8(vec![3], vec![-128, 0, 127]).unwrap(),
+            Tensor::from_i64(vec![2], vec![7, 7]).unwrap(),
+            Tensor::from_f32(vec![3], vec![1.0, -1.0, 3.0]).unwrap(),
+            Tensor::from_i32(vec![3], vec![5, 6, 7]).unwrap(),
+            Tensor::from_f32(vec![3], vec![0.5, -4.0, -2.625]).unwrap(),
+        ]
+    );
 }

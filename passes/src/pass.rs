@@ -69,12 +69,20 @@ pub trait Pass {
 }
 
 /// Reads a boolean option (`true`/`false`, or `1`/`0`).
-pub fn bool_option(info: &'static PassInfo, options: &PassOptions, name: &str, default: bool) -> Result<bool, PassError> {
+pub fn bool_option(
+    info: &'static PassInfo,
+    options: &PassOptions,
+    name: &str,
+    default: bool,
+) -> Result<bool, PassError> {
     match options.get(name).map(String::as_str) {
         None => Ok(default),
         Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
-        Some(other) => Err(PassError::Option { pass: info.name, message: format!("option '{name}' expects true or false, got '{other}'") }),
+        Some(other) => Err(PassError::Option {
+            pass: info.name,
+            message: format!("option '{name}' expects true or false, got '{other}'"),
+        }),
     }
 }
 
@@ -84,7 +92,10 @@ pub fn check_option_names(info: &'static PassInfo, options: &PassOptions) -> Res
         if !info.options.iter().any(|o| o.name == name) {
             let known = info.options.iter().map(|o| o.name).collect::<Vec<_>>().join(", ");
             let known = if known.is_empty() { "none".to_string() } else { known };
-            return Err(PassError::Option { pass: info.name, message: format!("unknown option '{name}' (accepted: {known})") });
+            return Err(PassError::Option {
+                pass: info.name,
+                message: format!("unknown option '{name}' (accepted: {known})"),
+            });
         }
     }
     Ok(())

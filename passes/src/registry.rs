@@ -17,7 +17,9 @@ pub fn is_registered(name: &str) -> bool {
 pub fn create(name: &str, options: &PassOptions) -> Result<Box<dyn Pass>, PassError> {
     Ok(match name {
         n if n == verify::INFO.name => Box::new(verify::VerifyPass::create(options)?),
-        n if n == check_ascend_profile::INFO.name => Box::new(check_ascend_profile::CheckAscendProfilePass::create(options)?),
+        n if n == check_ascend_profile::INFO.name => {
+            Box::new(check_ascend_profile::CheckAscendProfilePass::create(options)?)
+        }
         n if n == fuse_gmm_finalize::INFO.name => Box::new(fuse_gmm_finalize::FuseGmmFinalizePass::create(options)?),
         other => return Err(PassError::Unknown(other.to_string())),
     })

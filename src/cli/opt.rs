@@ -40,21 +40,32 @@ pub enum RemarksFormat {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let compiler = if args.allow_unregistered_dialect { Compiler::with_unregistered_dialects()? } else { Compiler::new()? };
+    let compiler = if args.allow_unregistered_dialect {
+        Compiler::with_unregistered_dialects()?
+    } else {
+        Compiler::new()?
+    };
     let mut module = if args.input == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::Write { path: "<stdin>".into(), message: e.to_string() })?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| Error::Write {
+            path: "<stdin>".into(),
+            message: e.to_string(),
+        })?;
         compiler.load_source(&text, "<stdin>")?
     } else {
         compiler.load_file(std::path::Path::new(&args.input))?
     };
     if let Some(pipeline) = &args.pass_pipeline {
-        let options = RunOptions { print_ir_after_all: args.print_ir_after_all };
+        let options = RunOptions {
+            print_ir_after_all: args.print_ir_after_all,
+        };
         let report = compiler.run_pipeline(&mut module, pipeline, &options)?;
         // Remarks are printed only on request; warnings always.
-        for diagnostic in report.diagnostics.iter().filter(|d| d.severity != gmmfr_dialect::diagnostics::Severity::Remark) {
+        for diagnostic in report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity != gmmfr_dialect::diagnostics::Severity::Remark)
+        {
             eprintln!("{diagnostic}");
         }
         match args.remarks {
@@ -83,8 +94,10 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     }
     let text = print_module(&module);
     match &args.output {
-        Some(path) => std::fs::write(path, text.as_bytes())
-            .map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?,
+        Some(path) => std::fs::write(path, text.as_bytes()).map_err(|e| Error::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?,
         None => {
             let _ = std::io::stdout().write_all(text.as_bytes());
         }

@@ -37,30 +37,48 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     // The case is held to the same rules as hand-written IR: build its module and verify it.
     let compiler = Compiler::new()?;
     let source = case_module::case_source(&operands, &case.attrs);
-    compiler.load_source(&source, &dir).map_err(|error| relocate(error, &dir))?;
+    compiler
+        .load_source(&source, &dir)
+        .map_err(|error| relocate(error, &dir))?;
 
     let out = match args.target {
-        Target::Reference => reference::grouped_matmul_finalize_routing(&operands, &case.attrs)
-            .map_err(|source| Error::Eval { context: dir.clone(), source })?,
+        Target::Reference => {
+            reference::grouped_matmul_finalize_routing(&operands, &case.attrs).map_err(|source| Error::Eval {
+                context: dir.clone(),
+                source,
+            })?
+        }
     };
     if let Some(path) = &args.output {
-        gmmfr_dialect::npy::write_npy(path, &out)
-            .map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?;
+        gmmfr_dialect::npy::write_npy(path, &out).map_err(|e| Error::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
     }
     if let Some(reason) = &case.expect_error {
-        eprintln!("{dir}: error: the case says it must be rejected ({}), but it ran", reason.trim());
+        eprintln!(
+            "{dir}: error: the case says it must be rejected ({}), but it ran",
+            reason.trim()
+        );
         return Ok(ExitCode::from(1));
     }
     let shape = out.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
     match &case.expected {
         Some(expected) => {
-            let comparison = reference::compare(&out, expected).map_err(|source| Error::Eval { context: format!("{dir}/expected.npy"), source })?;
+            let comparison = reference::compare(&out, expected).map_err(|source| Error::Eval {
+                context: format!("{dir}/expected.npy"),
+                source,
+            })?;
             let verdict = if comparison.within(TOLERANCE) { "ok" } else { "MISMATCH" };
             println!(
                 "{dir}: {verdict}: out {shape} f32, max abs error {:.3e}, relative {:.3e} (tolerance {TOLERANCE:.0e} of max |expected| = {:.4e})",
                 comparison.max_abs_error, comparison.relative, comparison.max_abs_expected
             );
-            Ok(if comparison.within(TOLERANCE) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if comparison.within(TOLERANCE) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         None => {
             println!("{dir}: ran: out {shape} f32 (no expected.npy to compare with)");

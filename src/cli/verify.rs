@@ -37,7 +37,11 @@ fn parse_version(text: &str) -> Result<CannVersion, String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let compiler = if args.allow_unregistered_dialect { Compiler::with_unregistered_dialects()? } else { Compiler::new()? };
+    let compiler = if args.allow_unregistered_dialect {
+        Compiler::with_unregistered_dialects()?
+    } else {
+        Compiler::new()?
+    };
     let module = compiler.load_file(&args.input)?;
     if let Target::Ascend = args.target {
         let violations = compiler.check_ascend(&module, args.cann_version);
@@ -48,6 +52,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     if args.print {
         println!("{}", gmmfr::print_module(&module));
     }
-    print!("{}", summary::render(&args.input.display().to_string(), &summary::summarize(&module)));
+    print!(
+        "{}",
+        summary::render(&args.input.display().to_string(), &summary::summarize(&module))
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,7 @@ impl ArithOp {
             "arith.truncf" => ArithOp::Cast(Cast::TruncF),
             "arith.extsi" => ArithOp::Cast(Cast::ExtSI),
             "arith.trunci" => ArithOp::Cast(Cast::TruncI),
-            "arith.index_cast" => ArithOp::Cast(Cast::IndexCast),
+            "arith.index_cast" => ArithOp::Cast(Cast::Index),
             "arith.sitofp" => ArithOp::Cast(Cast::SIToFP),
             "arith.cmpi" => ArithOp::CmpI,
             "arith.select" => ArithOp::Select,
@@ -76,8 +76,7 @@ pub fn constant(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, In
         }
         TypeDesc::Tensor { elem, dims } => {
             let shape: Option<Vec<usize>> = dims.iter().copied().collect();
-            let shape =
-                shape.ok_or_else(|| unsupported(op, "a constant of dynamic shape"))?;
+            let shape = shape.ok_or_else(|| unsupported(op, "a constant of dynamic shape"))?;
             let data = attrs::dense_values(attribute, elem).map_err(|reason| unsupported(op, reason))?;
             let tensor = TensorValue::new(elem, shape, data).map_err(|f| fault(op, f))?;
             Ok(RtValue::tensor(tensor))
@@ -121,10 +120,7 @@ fn check_float_attributes(op: OperationRef<'_, '_>) -> Result<(), InterpretError
         match attrs::int(op, "roundingmode") {
             Some(0) => {}
             _ => {
-                return Err(unsupported(
-                    op,
-                    "rounding modes other than to_nearest_even",
-                ));
+                return Err(unsupported(op, "rounding modes other than to_nearest_even"));
             }
         }
     }
@@ -194,11 +190,7 @@ fn result_elem(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<ElemType, In
 }
 
 /// Evaluates an elementwise `arith` op on scalars or tensors.
-pub fn elementwise(
-    exec: &mut Exec,
-    op: OperationRef<'_, '_>,
-    kind: ArithOp,
-) -> Result<RtValue, InterpretError> {
+pub fn elementwise(exec: &mut Exec, op: OperationRef<'_, '_>, kind: ArithOp) -> Result<RtValue, InterpretError> {
     let operands = exec.operands(op)?;
     let arity = match kind {
         ArithOp::Cast(_) => 1,
@@ -229,8 +221,8 @@ pub fn elementwise(
         ArithOp::CmpI => {
             let value = attrs::int(op, "predicate")
                 .ok_or_else(|| unsupported(op, "attribute 'predicate' is missing or not an integer"))?;
-            let predicate = CmpPredicate::from_i64(value)
-                .ok_or_else(|| unsupported(op, format!("cmpi predicate {value}")))?;
+            let predicate =
+                CmpPredicate::from_i64(value).ok_or_else(|| unsupported(op, format!("cmpi predicate {value}")))?;
             map_elementwise(&operands, elem, |s| scalar::cmpi(predicate, s[0], s[1]))
         }
         ArithOp::Select => match (&operands[0], &operands[1], &operands[2]) {

@@ -6,8 +6,8 @@ use half::{bf16, f16};
 use melior::ir::{
     AffineMap, Attribute, OperationRef,
     attribute::{
-        ArrayAttribute, AttributeLike, DenseElementsAttribute, DenseI32ArrayAttribute,
-        DenseI64ArrayAttribute, FloatAttribute, IntegerAttribute, StringAttribute,
+        ArrayAttribute, AttributeLike, DenseElementsAttribute, DenseI32ArrayAttribute, DenseI64ArrayAttribute,
+        FloatAttribute, IntegerAttribute, StringAttribute,
     },
     operation::OperationLike,
 };
@@ -126,16 +126,10 @@ pub fn dense_values(attribute: Attribute<'_>, elem: ElemType) -> Result<Vec<Scal
     let read = |i: usize| -> Result<Scalar, melior::Error> {
         Ok(match elem {
             ElemType::Int(IntType::I1) => Scalar::bool(dense.bool_element(i)?),
-            ElemType::Int(IntType::I8) => {
-                Scalar::Int(IntType::I8, i64::from(dense.i8_element(i)?))
-            }
-            ElemType::Int(IntType::I32) => {
-                Scalar::Int(IntType::I32, i64::from(dense.i32_element(i)?))
-            }
+            ElemType::Int(IntType::I8) => Scalar::Int(IntType::I8, i64::from(dense.i8_element(i)?)),
+            ElemType::Int(IntType::I32) => Scalar::Int(IntType::I32, i64::from(dense.i32_element(i)?)),
             ElemType::Int(IntType::I64) => Scalar::Int(IntType::I64, dense.i64_element(i)?),
-            ElemType::Int(IntType::Index) => {
-                Scalar::Int(IntType::Index, dense.index_element(i)? as i64)
-            }
+            ElemType::Int(IntType::Index) => Scalar::Int(IntType::Index, dense.index_element(i)? as i64),
             ElemType::F32 => Scalar::F32(dense.f32_element(i)?),
             // Read below from the raw words; never reached.
             ElemType::F16 | ElemType::BF16 | ElemType::Int(IntType::I4) => Scalar::Uninit(elem),

@@ -60,9 +60,7 @@ pub enum Fault {
         shape: Vec<usize>,
     },
     /// A slice does not fit in its tensor.
-    #[error(
-        "slice dim {dim}: offset {offset}, size {size}, stride {stride} do not fit in extent {extent}"
-    )]
+    #[error("slice dim {dim}: offset {offset}, size {size}, stride {stride} do not fit in extent {extent}")]
     SliceOutOfBounds {
         /// The dim.
         dim: usize,
@@ -163,9 +161,7 @@ pub enum InterpretError {
         actual: usize,
     },
     /// An argument's dtype or shape differs from the function's argument type.
-    #[error(
-        "{location}: error: 'func.func' op @{function} argument #{index} must be {expected}, got {actual}"
-    )]
+    #[error("{location}: error: 'func.func' op @{function} argument #{index} must be {expected}, got {actual}")]
     ArgumentType {
         /// The function.
         function: String,
@@ -197,7 +193,7 @@ pub enum InterpretError {
         location: SourceLoc,
         /// What went wrong.
         #[source]
-        fault: Fault,
+        fault: Box<Fault>,
     },
     /// The reference evaluator of an `npu` op refused its operands.
     #[error("{location}: error: '{op}' op {source}")]
@@ -208,7 +204,7 @@ pub enum InterpretError {
         location: SourceLoc,
         /// The evaluator's error.
         #[source]
-        source: EvalError,
+        source: Box<EvalError>,
     },
 }
 
@@ -218,12 +214,26 @@ impl InterpretError {
     pub fn op_name(&self) -> Option<&str> {
         match self {
             InterpretError::FunctionNotFound { .. } => None,
-            InterpretError::ArgumentCount { .. } | InterpretError::ArgumentType { .. } => {
-                Some("func.func")
-            }
+            InterpretError::ArgumentCount { .. } | InterpretError::ArgumentType { .. } => Some("func.func"),
             InterpretError::Unsupported { op, .. }
             | InterpretError::Fault { op, .. }
             | InterpretError::Reference { op, .. } => Some(op),
+        }
+    }
+
+    /// The evaluation fault, for [`InterpretError::Fault`].
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            InterpretError::Fault { fault, .. } => Some(fault),
+            _ => None,
+        }
+    }
+
+    /// The reference evaluator's error, for [`InterpretError::Reference`].
+    pub fn reference_error(&self) -> Option<&EvalError> {
+        match self {
+            InterpretError::Reference { source, .. } => Some(source),
+            _ => None,
         }
     }
 

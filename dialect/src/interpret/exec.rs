@@ -114,7 +114,7 @@ pub fn fault(op: OperationRef<'_, '_>, fault: Fault) -> InterpretError {
     InterpretError::Fault {
         op: op_name(op),
         location: SourceLoc::from_location(op.location()),
-        fault,
+        fault: Box::new(fault),
     }
 }
 
@@ -123,7 +123,7 @@ pub fn reference(op: OperationRef<'_, '_>, source: EvalError) -> InterpretError 
     InterpretError::Reference {
         op: op_name(op),
         location: SourceLoc::from_location(op.location()),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -164,11 +164,7 @@ impl Exec {
     }
 
     /// The runtime value of operand `index` of `op`.
-    pub fn operand(
-        &self,
-        op: OperationRef<'_, '_>,
-        index: usize,
-    ) -> Result<RtValue, InterpretError> {
+    pub fn operand(&self, op: OperationRef<'_, '_>, index: usize) -> Result<RtValue, InterpretError> {
         let value = op
             .operand(index)
             .map_err(|_| unsupported(op, format!("operand #{index} is missing")))?;
@@ -177,17 +173,11 @@ impl Exec {
 
     /// All operands of `op`.
     pub fn operands(&self, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>, InterpretError> {
-        (0..op.operand_count())
-            .map(|i| self.operand(op, i))
-            .collect()
+        (0..op.operand_count()).map(|i| self.operand(op, i)).collect()
     }
 
     /// Operand `index` of `op`, which must be a tensor.
-    pub fn tensor_operand(
-        &self,
-        op: OperationRef<'_, '_>,
-        index: usize,
-    ) -> Result<Rc<TensorValue>, InterpretError> {
+    pub fn tensor_operand(&self, op: OperationRef<'_, '_>, index: usize) -> Result<Rc<TensorValue>, InterpretError> {
         match self.operand(op, index)? {
             RtValue::Tensor(t) => Ok(t),
             RtValue::Scalar(s) => Err(unsupported(
@@ -215,11 +205,7 @@ impl Exec {
     }
 
     /// The decoded type of result `index` of `op`.
-    pub fn result_type(
-        &mut self,
-        op: OperationRef<'_, '_>,
-        index: usize,
-    ) -> Result<TypeDesc, InterpretError> {
+    pub fn result_type(&mut self, op: OperationRef<'_, '_>, index: usize) -> Result<TypeDesc, InterpretError> {
         let result = op
             .result(index)
             .map_err(|_| unsupported(op, format!("result #{index} is missing")))?;
@@ -236,7 +222,10 @@ impl Exec {
             TypeDesc::Tensor { elem, dims } => Ok((elem, dims)),
             other => Err(unsupported(
                 op,
-                format!("result #{index} has type {}, not a supported ranked tensor type", other.name()),
+                format!(
+                    "result #{index} has type {}, not a supported ranked tensor type",
+                    other.name()
+                ),
             )),
         }
     }
@@ -289,21 +278,17 @@ impl Exec {
     }
 
     /// Evaluates a linalg body op for the index of the current iteration point.
-    pub fn run_index(
-        &mut self,
-        op: OperationRef<'_, '_>,
-        point: &[usize],
-    ) -> Result<(), InterpretError> {
+    pub fn run_index(&mut self, op: OperationRef<'_, '_>, point: &[usize]) -> Result<(), InterpretError> {
         let dim = super::attrs::int(op, "dim")
             .ok_or_else(|| unsupported(op, "attribute 'dim' is missing or not an integer"))?;
-        let position = usize::try_from(dim)
-            .ok()
-            .and_then(|d| point.get(d))
-            .ok_or_else(|| unsupported(op, format!("dim {dim} is not a loop of the enclosing op ({} loops)", point.len())))?;
+        let position = usize::try_from(dim).ok().and_then(|d| point.get(d)).ok_or_else(|| {
+            unsupported(
+                op,
+                format!("dim {dim} is not a loop of the enclosing op ({} loops)", point.len()),
+            )
+        })?;
         let value = i64::try_from(*position).map_err(|_| fault(op, Fault::Internal("index overflows i64".into())))?;
-        let result = op
-            .result(0)
-            .map_err(|_| unsupported(op, "result #0 is missing"))?;
+        let result = op.result(0).map_err(|_| unsupported(op, "result #0 is missing"))?;
         self.bind(result, RtValue::Scalar(Scalar::index(value)));
         Ok(())
     }

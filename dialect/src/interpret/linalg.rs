@@ -9,12 +9,7 @@ use super::attrs;
 use super::error::{Fault, InterpretError};
 use super::exec::{Exec, OpKind, fault, kind_of, unsupported};
 use super::value::{RtValue, Scalar, TensorValue, element_count, strides, unravel};
-use melior::ir::{
-    BlockRef, OperationRef,
-    block::BlockLike,
-    operation::OperationLike,
-    RegionLike,
-};
+use melior::ir::{BlockRef, OperationRef, RegionLike, block::BlockLike, operation::OperationLike};
 use std::rc::Rc;
 
 const PARALLEL: &str = "#linalg.iterator_type<parallel>";
@@ -34,11 +29,7 @@ struct Output {
 
 /// The flat offset of the element `loops` selects at `point`.
 fn offset_at(loops: &[usize], strides: &[usize], point: &[usize]) -> usize {
-    loops
-        .iter()
-        .zip(strides)
-        .map(|(&l, &s)| point[l] * s)
-        .sum()
+    loops.iter().zip(strides).map(|(&l, &s)| point[l] * s).sum()
 }
 
 /// Adds the iteration point to a fault raised by a body op.
@@ -47,10 +38,10 @@ fn at_point(error: InterpretError, point: &[usize]) -> InterpretError {
         InterpretError::Fault { op, location, fault } => InterpretError::Fault {
             op,
             location,
-            fault: Fault::At {
+            fault: Box::new(Fault::At {
                 index: point.to_vec(),
-                source: Box::new(fault),
-            },
+                source: fault,
+            }),
         },
         other => other,
     }
@@ -62,9 +53,7 @@ fn body<'c, 'a>(
     op: OperationRef<'c, 'a>,
     arguments: usize,
 ) -> Result<(BlockRef<'c, 'a>, Vec<(OperationRef<'c, 'a>, OpKind)>), InterpretError> {
-    let region = op
-        .region(0)
-        .map_err(|_| unsupported(op, "the op has no body region"))?;
+    let region = op.region(0).map_err(|_| unsupported(op, "the op has no body region"))?;
     let block = region
         .first_block()
         .ok_or_else(|| unsupported(op, "the body region is empty"))?;
@@ -129,9 +118,7 @@ fn run_parallel(
         for (i, access) in inputs.iter().enumerate() {
             let value = match &access.value {
                 RtValue::Scalar(s) => RtValue::Scalar(*s),
-                RtValue::Tensor(t) => {
-                    RtValue::Scalar(t.data()[offset_at(&access.loops, &input_strides[i], &point)])
-                }
+                RtValue::Tensor(t) => RtValue::Scalar(t.data()[offset_at(&access.loops, &input_strides[i], &point)]),
             };
             exec.bind(arguments[i], value);
         }
@@ -142,9 +129,7 @@ fn run_parallel(
         for &(body_op, kind) in &steps {
             match kind {
                 OpKind::Index => exec.run_index(body_op, &point),
-                OpKind::Yield => {
-                    yield_point(exec, body_op, &mut outputs, &point)
-                }
+                OpKind::Yield => yield_point(exec, body_op, &mut outputs, &point),
                 _ => exec.run_op(body_op, kind),
             }
             .map_err(|e| at_point(e, &point))?;
@@ -214,7 +199,9 @@ fn loop_bounds(
     bounds
         .iter()
         .enumerate()
-        .map(|(l, b)| b.ok_or_else(|| unsupported(op, format!("loop d{l} indexes no operand, so its extent is unknown"))))
+        .map(|(l, b)| {
+            b.ok_or_else(|| unsupported(op, format!("loop d{l} indexes no operand, so its extent is unknown")))
+        })
         .collect()
 }
 
@@ -236,16 +223,16 @@ pub fn generic(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>
             "outputs that are not tensors (a generic on memrefs has no results)",
         ));
     }
-    let maps = attrs::array(op, "indexing_maps")
-        .ok_or_else(|| unsupported(op, "attribute 'indexing_maps' is missing"))?;
+    let maps =
+        attrs::array(op, "indexing_maps").ok_or_else(|| unsupported(op, "attribute 'indexing_maps' is missing"))?;
     if maps.len() != op.operand_count() {
         return Err(unsupported(
             op,
             format!("{} indexing maps for {} operands", maps.len(), op.operand_count()),
         ));
     }
-    let iterators = attrs::array(op, "iterator_types")
-        .ok_or_else(|| unsupported(op, "attribute 'iterator_types' is missing"))?;
+    let iterators =
+        attrs::array(op, "iterator_types").ok_or_else(|| unsupported(op, "attribute 'iterator_types' is missing"))?;
     if let Some(other) = iterators.iter().find(|t| t.to_string() != PARALLEL) {
         return Err(unsupported(
             op,
@@ -258,7 +245,11 @@ pub fn generic(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>
         let map = attrs::affine_map(*attribute)
             .ok_or_else(|| unsupported(op, format!("indexing map #{operand} is not an affine map")))?;
         let is_output = operand >= num_inputs;
-        let shape_ok = if is_output { map.is_permutation() } else { map.is_projected_permutation() };
+        let shape_ok = if is_output {
+            map.is_permutation()
+        } else {
+            map.is_projected_permutation()
+        };
         if map.dim_count() != loops || map.symbol_count() != 0 || !shape_ok {
             return Err(unsupported(
                 op,
@@ -283,13 +274,20 @@ pub fn generic(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>
             RtValue::Tensor(t) => t.shape().to_vec(),
             RtValue::Scalar(_) if i < num_inputs => Vec::new(),
             RtValue::Scalar(s) => {
-                return Err(unsupported(op, format!("output #{} is a scalar of {}", i - num_inputs, s.elem())));
+                return Err(unsupported(
+                    op,
+                    format!("output #{} is a scalar of {}", i - num_inputs, s.elem()),
+                ));
             }
         };
         if shape.len() != dims.len() {
             return Err(unsupported(
                 op,
-                format!("operand #{i} has rank {} but its indexing map has {} results", shape.len(), dims.len()),
+                format!(
+                    "operand #{i} has rank {} but its indexing map has {} results",
+                    shape.len(),
+                    dims.len()
+                ),
             ));
         }
         shapes.push(shape);
@@ -308,7 +306,11 @@ pub fn generic(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>
         } else if let RtValue::Tensor(t) = value {
             let tensor = Rc::unwrap_or_clone(t);
             let strides = strides(tensor.shape());
-            outputs.push(Output { tensor, loops: dims, strides });
+            outputs.push(Output {
+                tensor,
+                loops: dims,
+                strides,
+            });
         }
     }
     let results = run_parallel(exec, op, &bounds, &inputs, outputs)?;
@@ -319,7 +321,10 @@ pub fn generic(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>
 /// (the body holds any cast to the output element type).
 pub fn fill(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, InterpretError> {
     if op.operand_count() != 2 {
-        return Err(unsupported(op, format!("{} operands, expected a value and an output", op.operand_count())));
+        return Err(unsupported(
+            op,
+            format!("{} operands, expected a value and an output", op.operand_count()),
+        ));
     }
     let value = match exec.operand(op, 0)? {
         RtValue::Scalar(s) => s,
@@ -331,10 +336,19 @@ pub fn fill(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, Interp
     let rank = tensor.shape().len();
     let bounds = tensor.shape().to_vec();
     let strides = strides(&bounds);
-    let output = Output { tensor, loops: (0..rank).collect(), strides };
-    let input = Access { value: RtValue::Scalar(value), loops: Vec::new() };
+    let output = Output {
+        tensor,
+        loops: (0..rank).collect(),
+        strides,
+    };
+    let input = Access {
+        value: RtValue::Scalar(value),
+        loops: Vec::new(),
+    };
     let mut results = run_parallel(exec, op, &bounds, &[input], vec![output])?;
-    let result = results.pop().ok_or_else(|| fault(op, Fault::Internal("fill produced no result".into())))?;
+    let result = results
+        .pop()
+        .ok_or_else(|| fault(op, Fault::Internal("fill produced no result".into())))?;
     Ok(RtValue::tensor(result))
 }
 
@@ -342,8 +356,8 @@ pub fn fill(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, Interp
 pub fn transpose(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, InterpretError> {
     let input = exec.tensor_operand(op, 0)?;
     let init = exec.tensor_operand(op, 1)?;
-    let permutation = attrs::i64_array(op, "permutation")
-        .ok_or_else(|| unsupported(op, "attribute 'permutation' is missing"))?;
+    let permutation =
+        attrs::i64_array(op, "permutation").ok_or_else(|| unsupported(op, "attribute 'permutation' is missing"))?;
     let rank = input.shape().len();
     let mut seen = vec![false; rank];
     let mut perm = Vec::with_capacity(rank);
@@ -375,11 +389,7 @@ pub fn transpose(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, I
     let data: Vec<Scalar> = (0..count)
         .map(|flat| {
             let index = unravel(flat, &shape);
-            let source: usize = index
-                .iter()
-                .zip(&perm)
-                .map(|(&i, &p)| i * input_strides[p])
-                .sum();
+            let source: usize = index.iter().zip(&perm).map(|(&i, &p)| i * input_strides[p]).sum();
             input.data()[source]
         })
         .collect();

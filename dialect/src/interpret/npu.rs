@@ -9,8 +9,8 @@ use super::exec::{Exec, fault, reference, unsupported};
 use super::value::{RtValue, TensorValue};
 use crate::op_view::NpuOp;
 use crate::reference::{
-    self, GmmfrAttrs, GmmfrOperands, GroupedMatmulAttrs, GroupedMatmulOperands,
-    MoeFinalizeRoutingAttrs, MoeFinalizeRoutingOperands, MoeInitRoutingAttrs,
+    self, GmmfrAttrs, GmmfrOperands, GroupedMatmulAttrs, GroupedMatmulOperands, MoeFinalizeRoutingAttrs,
+    MoeFinalizeRoutingOperands, MoeInitRoutingAttrs,
 };
 use crate::schema;
 use crate::tensor::Tensor;
@@ -63,8 +63,7 @@ impl<'o, 'c, 'a> Operands<'o, 'c, 'a> {
 }
 
 fn int_attr(op: OperationRef<'_, '_>, name: &str) -> Result<i64, InterpretError> {
-    attrs::int(op, name)
-        .ok_or_else(|| unsupported(op, format!("attribute '{name}' is missing or not an integer")))
+    attrs::int(op, name).ok_or_else(|| unsupported(op, format!("attribute '{name}' is missing or not an integer")))
 }
 
 /// Static dim `index` of result `result`, if static.
@@ -105,13 +104,13 @@ pub fn eval(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>, I
 }
 
 fn gmmfr(op: OperationRef<'_, '_>, ops: &Operands<'_, '_, '_>) -> Result<Tensor, InterpretError> {
-    let weight = attrs::float(op, "shared_input_weight").ok_or_else(|| {
-        unsupported(op, "attribute 'shared_input_weight' is missing or not a float")
-    })?;
+    let weight = attrs::float(op, "shared_input_weight")
+        .ok_or_else(|| unsupported(op, "attribute 'shared_input_weight' is missing or not a float"))?;
     let tuning_config = match op.attribute("tuning_config") {
-        Ok(_) => Some(attrs::i64_array(op, "tuning_config").ok_or_else(|| {
-            unsupported(op, "attribute 'tuning_config' is not an array<i64>")
-        })?),
+        Ok(_) => Some(
+            attrs::i64_array(op, "tuning_config")
+                .ok_or_else(|| unsupported(op, "attribute 'tuning_config' is not an array<i64>"))?,
+        ),
         Err(_) => None,
     };
     let attributes = GmmfrAttrs {
@@ -135,8 +134,7 @@ fn gmmfr(op: OperationRef<'_, '_>, ops: &Operands<'_, '_, '_>) -> Result<Tensor,
         logit: ops.get("logit"),
         row_index: ops.required("row_index")?,
     };
-    reference::grouped_matmul_finalize_routing(&operands, &attributes)
-        .map_err(|e| reference(op, e))
+    reference::grouped_matmul_finalize_routing(&operands, &attributes).map_err(|e| reference(op, e))
 }
 
 fn grouped_matmul(
@@ -159,7 +157,10 @@ fn grouped_matmul(
             .and_then(|t| t.shape().get(1).copied())
             .or_else(|| (weight.rank() == 3).then(|| weight.shape()[2]))
             .ok_or_else(|| {
-                unsupported(op, "n cannot be determined: result dim 1 is dynamic and no scale, bias or ND weight fixes it")
+                unsupported(
+                    op,
+                    "n cannot be determined: result dim 1 is dynamic and no scale, bias or ND weight fixes it",
+                )
             })?,
     };
     let attributes = GroupedMatmulAttrs {
@@ -191,7 +192,10 @@ fn finalize_routing(
             .iter()
             .find_map(|name| dim(name, 0))
             .ok_or_else(|| {
-                unsupported(op, "R cannot be determined: result dim 0 is dynamic and no (R, ...) operand is present")
+                unsupported(
+                    op,
+                    "R cannot be determined: result dim 0 is dynamic and no (R, ...) operand is present",
+                )
             })?,
     };
     let src_to_dst = ops.required("expanded_src_to_dst_row")?;
@@ -230,10 +234,7 @@ fn finalize_routing(
     reference::moe_finalize_routing(&operands, &attributes).map_err(|e| reference(op, e))
 }
 
-fn init_routing(
-    op: OperationRef<'_, '_>,
-    ops: &Operands<'_, '_, '_>,
-) -> Result<Vec<Tensor>, InterpretError> {
+fn init_routing(op: OperationRef<'_, '_>, ops: &Operands<'_, '_, '_>) -> Result<Vec<Tensor>, InterpretError> {
     let active_expert_range = match op.attribute("active_expert_range") {
         Ok(_) => match attrs::i64_array(op, "active_expert_range").as_deref() {
             Some(&[start, end]) => Some((start, end)),
@@ -253,9 +254,8 @@ fn init_routing(
         expert_tokens_num_type: int_attr(op, "expert_tokens_num_type")?,
         active_expert_range,
     };
-    let routing =
-        reference::moe_init_routing(ops.required("x")?, ops.required("expert_idx")?, &attributes)
-            .map_err(|e| reference(op, e))?;
+    let routing = reference::moe_init_routing(ops.required("x")?, ops.required("expert_idx")?, &attributes)
+        .map_err(|e| reference(op, e))?;
     Ok(vec![
         routing.expanded_x,
         routing.expanded_row_idx,

@@ -63,7 +63,7 @@ pub enum Cast {
     /// `arith.trunci`: keeps the low bits.
     TruncI,
     /// `arith.index_cast`: sign-extends into `index`, truncates out of it.
-    IndexCast,
+    Index,
     /// `arith.sitofp`: signed integer to float, round to nearest even.
     SIToFP,
 }
@@ -138,12 +138,7 @@ fn same_int(a: Scalar, b: Scalar) -> Result<(IntType, i64, i64), Fault> {
 }
 
 /// Evaluates an integer binary op.
-pub fn int_binary(
-    op: IntBinary,
-    a: Scalar,
-    b: Scalar,
-    flags: OverflowFlags,
-) -> Result<Scalar, Fault> {
+pub fn int_binary(op: IntBinary, a: Scalar, b: Scalar, flags: OverflowFlags) -> Result<Scalar, Fault> {
     let (ty, x, y) = same_int(a, b)?;
     let (sx, sy) = (i128::from(x), i128::from(y));
     let (ux, uy) = (u128::from(ty.unsigned(x)), u128::from(ty.unsigned(y)));
@@ -198,12 +193,8 @@ pub fn float_binary(op: FloatBinary, a: Scalar, b: Scalar) -> Result<Scalar, Fau
     };
     match (a.defined()?, b.defined()?) {
         (Scalar::F32(x), Scalar::F32(y)) => Ok(Scalar::F32(apply(x, y))),
-        (Scalar::BF16(x), Scalar::BF16(y)) => {
-            Ok(Scalar::BF16(bf16::from_f32(apply(x.to_f32(), y.to_f32()))))
-        }
-        (Scalar::F16(x), Scalar::F16(y)) => {
-            Ok(Scalar::F16(f16::from_f32(apply(x.to_f32(), y.to_f32()))))
-        }
+        (Scalar::BF16(x), Scalar::BF16(y)) => Ok(Scalar::BF16(bf16::from_f32(apply(x.to_f32(), y.to_f32())))),
+        (Scalar::F16(x), Scalar::F16(y)) => Ok(Scalar::F16(f16::from_f32(apply(x.to_f32(), y.to_f32())))),
         (x, y) => Err(Fault::Type {
             what: "operands".into(),
             expected: "two floats of the same type".into(),
@@ -278,17 +269,13 @@ pub fn cast(kind: Cast, value: Scalar, to: ElemType, flags: OverflowFlags) -> Re
         (Cast::TruncF, Scalar::F32(x), ElemType::F16) => Ok(Scalar::F16(f16::from_f32(x))),
         (Cast::TruncF, Scalar::F32(x), ElemType::BF16) => Ok(Scalar::BF16(bf16::from_f32(x))),
         (Cast::ExtSI, Scalar::Int(from, v), ElemType::Int(to_ty))
-            if from != IntType::Index
-                && to_ty != IntType::Index
-                && to_ty.bits() > from.bits() =>
+            if from != IntType::Index && to_ty != IntType::Index && to_ty.bits() > from.bits() =>
         {
             // Canonical values are already sign-extended.
             Ok(Scalar::Int(to_ty, v))
         }
         (Cast::TruncI, Scalar::Int(from, v), ElemType::Int(to_ty))
-            if from != IntType::Index
-                && to_ty != IntType::Index
-                && to_ty.bits() < from.bits() =>
+            if from != IntType::Index && to_ty != IntType::Index && to_ty.bits() < from.bits() =>
         {
             if flags.nsw && !to_ty.fits_signed(i128::from(v)) {
                 return Err(Fault::FlagOverflow {
@@ -306,7 +293,7 @@ pub fn cast(kind: Cast, value: Scalar, to: ElemType, flags: OverflowFlags) -> Re
             }
             Ok(Scalar::int(to_ty, i128::from(v)))
         }
-        (Cast::IndexCast, Scalar::Int(from, v), ElemType::Int(to_ty))
+        (Cast::Index, Scalar::Int(from, v), ElemType::Int(to_ty))
             if (from == IntType::Index) != (to_ty == IntType::Index) =>
         {
             Ok(Scalar::int(to_ty, i128::from(v)))
@@ -316,12 +303,8 @@ pub fn cast(kind: Cast, value: Scalar, to: ElemType, flags: OverflowFlags) -> Re
             ElemType::F32 => Ok(Scalar::F32(v as f32)),
             // Rounded to the target precision first, the value is exact in f32 and in the
             // target, so no second rounding happens.
-            ElemType::BF16 => Ok(Scalar::BF16(bf16::from_f32(
-                round_to_precision(v, 8) as f32,
-            ))),
-            ElemType::F16 => Ok(Scalar::F16(f16::from_f32(
-                round_to_precision(v, 11) as f32,
-            ))),
+            ElemType::BF16 => Ok(Scalar::BF16(bf16::from_f32(round_to_precision(v, 8) as f32))),
+            ElemType::F16 => Ok(Scalar::F16(f16::from_f32(round_to_precision(v, 11) as f32))),
             ElemType::Int(_) => Err(mismatch()),
         },
         _ => Err(mismatch()),
@@ -342,7 +325,12 @@ mod tests {
             Ok(i32s(i64::from(i32::MIN)))
         );
         assert!(matches!(
-            int_binary(IntBinary::Add, i32s(i64::from(i32::MAX)), i32s(1), OverflowFlags { nsw: true, nuw: false }),
+            int_binary(
+                IntBinary::Add,
+                i32s(i64::from(i32::MAX)),
+                i32s(1),
+                OverflowFlags { nsw: true, nuw: false }
+            ),
             Err(Fault::FlagOverflow { flag: "nsw", .. })
         ));
         assert_eq!(int_binary(IntBinary::DivS, i32s(-7), i32s(2), none), Ok(i32s(-3)));
@@ -355,13 +343,15 @@ mod tests {
             int_binary(IntBinary::DivS, i32s(i64::from(i32::MIN)), i32s(-1), none),
             Err(Fault::DivisionOverflow { .. })
         ));
-        assert_eq!(
-            cmpi(CmpPredicate::Ult, i32s(-1), i32s(3)),
-            Ok(Scalar::bool(false))
-        );
+        assert_eq!(cmpi(CmpPredicate::Ult, i32s(-1), i32s(3)), Ok(Scalar::bool(false)));
         assert_eq!(cmpi(CmpPredicate::Slt, i32s(-1), i32s(3)), Ok(Scalar::bool(true)));
         assert_eq!(
-            cast(Cast::TruncI, Scalar::Int(IntType::I64, 1 << 32 | 5), ElemType::Int(IntType::I32), none),
+            cast(
+                Cast::TruncI,
+                Scalar::Int(IntType::I64, 1 << 32 | 5),
+                ElemType::Int(IntType::I32),
+                none
+            ),
             Ok(i32s(5))
         );
     }

@@ -21,10 +21,7 @@ pub fn empty(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, Inter
     if op.operand_count() != dynamic {
         return Err(unsupported(
             op,
-            format!(
-                "{} size operands for {dynamic} dynamic dims",
-                op.operand_count()
-            ),
+            format!("{} size operands for {dynamic} dynamic dims", op.operand_count()),
         ));
     }
     let mut next = 0;
@@ -92,8 +89,7 @@ pub fn extract(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue, Int
 }
 
 fn reassociation(op: OperationRef<'_, '_>) -> Result<Vec<Vec<usize>>, InterpretError> {
-    attrs::reassociation(op)
-        .ok_or_else(|| unsupported(op, "attribute 'reassociation' is missing or malformed"))
+    attrs::reassociation(op).ok_or_else(|| unsupported(op, "attribute 'reassociation' is missing or malformed"))
 }
 
 /// `tensor.collapse_shape`: a row-major reshape merging each reassociation group of dims.
@@ -157,7 +153,11 @@ pub fn expand_shape(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<RtValue
     if next != op.operand_count() {
         return Err(unsupported(
             op,
-            format!("{} output_shape operands for {} dynamic dims", op.operand_count() - 1, next - 1),
+            format!(
+                "{} output_shape operands for {} dynamic dims",
+                op.operand_count() - 1,
+                next - 1
+            ),
         ));
     }
     if groups.len() != source.shape().len() {
@@ -196,8 +196,8 @@ struct Slice {
 impl Slice {
     fn of(op: OperationRef<'_, '_>, fixed_operands: usize) -> Result<Self, InterpretError> {
         let read = |name: &str| {
-            let values = attrs::i64_array(op, name)
-                .ok_or_else(|| unsupported(op, format!("attribute '{name}' is missing")))?;
+            let values =
+                attrs::i64_array(op, name).ok_or_else(|| unsupported(op, format!("attribute '{name}' is missing")))?;
             if values.contains(&DYNAMIC) {
                 return Err(unsupported(op, format!("dynamic entries in '{name}'")));
             }
@@ -232,9 +232,14 @@ impl Slice {
         }
         let mut sizes = Vec::with_capacity(rank);
         for dim in 0..rank {
-            let (offset, size, stride, extent) =
-                (self.offsets[dim], self.sizes[dim], self.strides[dim], shape[dim]);
-            let out = || Fault::SliceOutOfBounds { dim, offset, size, stride, extent };
+            let (offset, size, stride, extent) = (self.offsets[dim], self.sizes[dim], self.strides[dim], shape[dim]);
+            let out = || Fault::SliceOutOfBounds {
+                dim,
+                offset,
+                size,
+                stride,
+                extent,
+            };
             if offset < 0 || size < 0 || stride < 1 {
                 return Err(out());
             }

@@ -69,8 +69,7 @@ impl TypeDesc {
 
     /// Whether `shape` matches the static dims of `dims` (dynamic dims match anything).
     pub fn dims_match(dims: &[Option<usize>], shape: &[usize]) -> bool {
-        dims.len() == shape.len()
-            && dims.iter().zip(shape).all(|(d, s)| d.is_none_or(|d| d == *s))
+        dims.len() == shape.len() && dims.iter().zip(shape).all(|(d, s)| d.is_none_or(|d| d == *s))
     }
 
     /// Checks that a runtime value has this type.

@@ -262,9 +262,7 @@ impl TensorValue {
             )));
         }
         if let Some(bad) = data.iter().find(|s| s.elem() != elem) {
-            return Err(Fault::Internal(format!(
-                "element {bad} in a tensor of {elem}"
-            )));
+            return Err(Fault::Internal(format!("element {bad} in a tensor of {elem}")));
         }
         Ok(Self { elem, shape, data })
     }
@@ -346,10 +344,7 @@ impl TensorValue {
                 };
                 v.iter().map(|&x| Scalar::Int(ty, i64::from(x))).collect()
             }
-            Buffer::I32(v) => v
-                .iter()
-                .map(|&x| Scalar::Int(IntType::I32, i64::from(x)))
-                .collect(),
+            Buffer::I32(v) => v.iter().map(|&x| Scalar::Int(IntType::I32, i64::from(x))).collect(),
             Buffer::I64(v) => v.iter().map(|&x| Scalar::Int(IntType::I64, x)).collect(),
             Buffer::F16(v) => v.iter().map(|&x| Scalar::F16(x)).collect(),
             Buffer::BF16(v) => v.iter().map(|&x| Scalar::BF16(x)).collect(),
@@ -366,11 +361,7 @@ impl TensorValue {
     /// unspecified elements.
     pub fn to_tensor(&self) -> Result<Tensor, Fault> {
         let dtype = self.elem.dtype().ok_or(Fault::NoDType { elem: self.elem })?;
-        if let Some(position) = self
-            .data
-            .iter()
-            .position(|s| matches!(s, Scalar::Uninit(_)))
-        {
+        if let Some(position) = self.data.iter().position(|s| matches!(s, Scalar::Uninit(_))) {
             return Err(Fault::UninitializedElement {
                 index: unravel(position, &self.shape),
                 r#type: self.type_name(),

@@ -82,20 +82,12 @@ mod tests {
     #[test]
     fn relative_error() {
         let c = compare(&t(vec![1.0, -3.5]), &t(vec![1.0, -4.0])).unwrap();
-        assert_eq!(
-            (c.max_abs_error, c.max_abs_expected, c.relative),
-            (0.5, 4.0, 0.125)
-        );
+        assert_eq!((c.max_abs_error, c.max_abs_expected, c.relative), (0.5, 4.0, 0.125));
         assert_eq!(c.worst_index, Some(1));
         assert!(c.within(0.125) && !c.within(0.1));
         let z = compare(&t(vec![0.0]), &t(vec![0.0])).unwrap();
         assert_eq!(z.relative, 0.0);
-        assert!(
-            compare(&t(vec![1e-30]), &t(vec![0.0]))
-                .unwrap()
-                .relative
-                .is_infinite()
-        );
+        assert!(compare(&t(vec![1e-30]), &t(vec![0.0])).unwrap().relative.is_infinite());
     }
 
     // NaN anywhere is an infinite error; mismatched shapes are an error.

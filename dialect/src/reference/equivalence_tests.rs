@@ -4,9 +4,7 @@
 use half::bf16;
 
 use super::compare;
-use super::finalize_routing::{
-    MoeFinalizeRoutingAttrs, MoeFinalizeRoutingOperands, moe_finalize_routing,
-};
+use super::finalize_routing::{MoeFinalizeRoutingAttrs, MoeFinalizeRoutingOperands, moe_finalize_routing};
 use super::format_cast::nd_to_nz;
 use super::gmmfr::{GmmfrAttrs, GmmfrOperands, grouped_matmul_finalize_routing};
 use super::grouped_matmul::{GroupedMatmulAttrs, GroupedMatmulOperands, grouped_matmul};
@@ -41,11 +39,7 @@ fn layer(seed: u64) -> Layer {
     }
     let w = Tensor::from_i8(vec![e, k, n], rng.i8s(e * k * n, -128, 127)).unwrap();
     let bsdp = 4;
-    let shared: Vec<bf16> = rng
-        .f32s(bsdp * n, -2.0, 2.0)
-        .into_iter()
-        .map(bf16::from_f32)
-        .collect();
+    let shared: Vec<bf16> = rng.f32s(bsdp * n, -2.0, 2.0).into_iter().map(bf16::from_f32).collect();
     Layer {
         t,
         topk,
@@ -94,9 +88,7 @@ fn unfused(l: &Layer, mode: i64, gmm_out: DType, published_split: bool) -> Tenso
     } else if mode == 2 {
         inv
     } else {
-        (0..rows)
-            .map(|pos| inv[(pos % l.t) * l.topk + pos / l.t])
-            .collect()
+        (0..rows).map(|pos| inv[(pos % l.t) * l.topk + pos / l.t]).collect()
     };
     let src2dst = Tensor::from_i32(vec![rows], src2dst).unwrap();
     let scales: Vec<f32> = if published_split {

@@ -119,9 +119,7 @@ pub enum EvalError {
         m: usize,
     },
     /// An active row's destination is outside the output.
-    #[error(
-        "row_index[{p}] = {value} is outside [0, {bound}) for active row {p} (sum(group_list) = {active})"
-    )]
+    #[error("row_index[{p}] = {value} is outside [0, {bound}) for active row {p} (sum(group_list) = {active})")]
     RowIndexOutOfRange {
         /// The row of x.
         p: usize,
@@ -171,9 +169,7 @@ pub enum EvalError {
         high: i64,
     },
     /// A -1 (dropped) entry of expanded_src_to_dst_row in a mode without padding.
-    #[error(
-        "expanded_src_to_dst_row[{pos}] = -1 (dropped row) is only allowed in drop_pad_mode 1 or 3, not {mode}"
-    )]
+    #[error("expanded_src_to_dst_row[{pos}] = -1 (dropped row) is only allowed in drop_pad_mode 1 or 3, not {mode}")]
     DroppedRowNotAllowed {
         /// Position in expanded_src_to_dst_row.
         pos: usize,
@@ -218,9 +214,5 @@ pub enum EvalError {
 }
 
 fn join_index(index: &[usize]) -> String {
-    index
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    index.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -169,9 +169,7 @@ pub fn moe_finalize_routing(
             let scale = scales.as_ref().map_or(1.0, |s| s[i * kk + j]);
             let src = sources[pos].and_then(|row| rows.get(row * h..row * h + h));
             let bias_row = match &bias {
-                Some((_, b)) => experts
-                    .get(i * kk + j)
-                    .and_then(|&x| b.get(x * h..x * h + h)),
+                Some((_, b)) => experts.get(i * kk + j).and_then(|&x| b.get(x * h..x * h + h)),
                 None => None,
             };
             for (c, o) in orow.iter_mut().enumerate() {
@@ -223,10 +221,7 @@ mod tests {
             };
             moe_finalize_routing(&ops, &attrs).unwrap()
         };
-        let want = vec![
-            0.5 + 1.0 * 100.0 + 2.0 * 1.0,
-            0.25 + 3.0 * 1000.0 + 4.0 * 10.0,
-        ];
+        let want = vec![0.5 + 1.0 * 100.0 + 2.0 * 1.0, 0.25 + 3.0 * 1000.0 + 4.0 * 10.0];
         assert_eq!(run(&tm, 2).as_f32().unwrap(), want.as_slice());
         assert_eq!(run(&sm, 0).as_f32().unwrap(), want.as_slice());
     }
@@ -254,10 +249,7 @@ mod tests {
             top_k: 2,
         };
         let out = moe_finalize_routing(&ops, &attrs).unwrap();
-        assert_eq!(
-            out.as_f32().unwrap(),
-            &[(3.0 + 30.0) + 10.0, (4.0 + 40.0) + 20.0]
-        );
+        assert_eq!(out.as_f32().unwrap(), &[(3.0 + 30.0) + 10.0, (4.0 + 40.0) + 20.0]);
         attrs.drop_pad_mode = 3;
         assert!(moe_finalize_routing(&ops, &attrs).is_ok());
         let flat = f32t(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
@@ -299,10 +291,7 @@ mod tests {
             top_k: 2,
         };
         let e = moe_finalize_routing(&ops, &attrs).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "expanded_src_to_dst_row[1] = 2 is outside [0, 2)"
-        );
+        assert_eq!(e.to_string(), "expanded_src_to_dst_row[1] = 2 is outside [0, 2)");
         let bias = f32t(vec![1, 1], vec![0.0]);
         let expert = Tensor::from_i32(vec![1, 2], vec![0, 5]).unwrap();
         let s2d = i32t(vec![0, 1]);
@@ -313,17 +302,13 @@ mod tests {
             ..ops
         };
         let e = moe_finalize_routing(&ops, &attrs).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "expert_for_source_row[0, 1] = 5 is outside [0, 1)"
-        );
+        assert_eq!(e.to_string(), "expert_for_source_row[0, 1] = 5 is outside [0, 1)");
     }
 
     // A bf16 input yields a bf16 result rounded once from the f32 sum.
     #[test]
     fn bf16_result() {
-        let rows =
-            Tensor::from_f32_rounded(DType::BF16, vec![2, 1], vec![1.0, 1.0 / 256.0]).unwrap();
+        let rows = Tensor::from_f32_rounded(DType::BF16, vec![2, 1], vec![1.0, 1.0 / 256.0]).unwrap();
         let s2d = i32t(vec![0, 1]);
         let ops = MoeFinalizeRoutingOperands {
             expanded_permuted_rows: &rows,

@@ -61,12 +61,7 @@ impl NzLayout {
     }
 }
 
-fn layout_for(
-    operand_name: &'static str,
-    t: &Tensor,
-    k: usize,
-    n: usize,
-) -> Result<NzLayout, EvalError> {
+fn layout_for(operand_name: &'static str, t: &Tensor, k: usize, n: usize) -> Result<NzLayout, EvalError> {
     let n0 = nz_block_cols(t.dtype()).ok_or(EvalError::DType {
         operand: operand_name,
         expected: "i4, i8, f16, bf16 or f32 (a dtype with an NZ layout)",
@@ -107,11 +102,7 @@ pub fn nd_to_nz(nd: &Tensor) -> Result<Tensor, EvalError> {
     }
     let mut out_shape = lead.to_vec();
     out_shape.extend_from_slice(&layout.storage_dims());
-    Ok(Tensor::new(
-        nd.dtype(),
-        out_shape,
-        nd.buffer().gather(&indices)?,
-    )?)
+    Ok(Tensor::new(nd.dtype(), out_shape, nd.buffer().gather(&indices)?)?)
 }
 
 /// NZ (..., n1, k1, 16, n0) to ND (..., k, n) for the logical size (k, n); padding is dropped.
@@ -143,11 +134,7 @@ pub fn nz_to_nd(nz: &Tensor, k: usize, n: usize) -> Result<Tensor, EvalError> {
     }
     let mut out_shape = lead.to_vec();
     out_shape.extend_from_slice(&[k, n]);
-    Ok(Tensor::new(
-        nz.dtype(),
-        out_shape,
-        nz.buffer().gather(&indices)?,
-    )?)
+    Ok(Tensor::new(nz.dtype(), out_shape, nz.buffer().gather(&indices)?)?)
 }
 
 #[cfg(test)]
@@ -164,9 +151,7 @@ mod tests {
         let (n1, k1) = (n.div_ceil(32), k.div_ceil(16));
         assert_eq!(nz.shape(), &[e, n1, k1, 16, 32]);
         let s = nz.as_i8().unwrap();
-        let at = |g: usize, a: usize, b: usize, c: usize, d: usize| {
-            s[(((g * n1 + a) * k1 + b) * 16 + c) * 32 + d]
-        };
+        let at = |g: usize, a: usize, b: usize, c: usize, d: usize| s[(((g * n1 + a) * k1 + b) * 16 + c) * 32 + d];
         for g in 0..e {
             for kk in 0..k1 * 16 {
                 for nn in 0..n1 * 32 {
@@ -200,13 +185,7 @@ mod tests {
     fn nz_shape_checked() {
         let nz = Tensor::from_i8(vec![2, 1, 16, 32], vec![0; 1024]).unwrap();
         assert!(nz_to_nd(&nz, 16, 64).is_ok());
-        assert!(matches!(
-            nz_to_nd(&nz, 16, 65),
-            Err(EvalError::Shape { .. })
-        ));
-        assert!(matches!(
-            nz_to_nd(&nz, 17, 64),
-            Err(EvalError::Shape { .. })
-        ));
+        assert!(matches!(nz_to_nd(&nz, 16, 65), Err(EvalError::Shape { .. })));
+        assert!(matches!(nz_to_nd(&nz, 17, 64), Err(EvalError::Shape { .. })));
     }
 }

@@ -173,12 +173,7 @@ fn a8w4<'a>(ops: &GmmfrOperands<'a>, m: usize, k: usize) -> Result<(Kernel<'a>, 
         operand: "scale",
         context: A8W4,
     })?;
-    operand::dtype(
-        "scale",
-        scale,
-        &[DType::I64],
-        "i64 (f32 bits in the low word)",
-    )?;
+    operand::dtype("scale", scale, &[DType::I64], "i64 (f32 bits in the low word)")?;
     let ss = operand::rank("scale", scale, 3, "(e, 1, n)")?;
     let n = ss[2];
     let ws = ops.w.shape();
@@ -271,10 +266,7 @@ fn float<'a>(ops: &GmmfrOperands<'a>, m: usize, k: usize) -> Result<(Kernel<'a>,
 ///
 /// The output starts at zero, rows [off, off + bsdp) are set to
 /// `shared_input * shared_input_weight`, then `out[row_index[p]] += y` in increasing p.
-pub fn grouped_matmul_finalize_routing(
-    ops: &GmmfrOperands<'_>,
-    attrs: &GmmfrAttrs,
-) -> Result<Tensor, EvalError> {
+pub fn grouped_matmul_finalize_routing(ops: &GmmfrOperands<'_>, attrs: &GmmfrAttrs) -> Result<Tensor, EvalError> {
     let xs = operand::rank("x", ops.x, 2, "(m, k)")?;
     let (m, k) = (xs[0], xs[1]);
     let (kernel, dims) = match gmmfr_scenario(ops.x, ops.w)? {
@@ -291,12 +283,7 @@ pub fn grouped_matmul_finalize_routing(
         .logit
         .map(|t| operand::f32_values("logit", t, &[m], "(m,)"))
         .transpose()?;
-    operand::dtype(
-        "row_index",
-        ops.row_index,
-        &[DType::I32, DType::I64],
-        "i32 or i64",
-    )?;
+    operand::dtype("row_index", ops.row_index, &[DType::I32, DType::I64], "i32 or i64")?;
     operand::shape("row_index", ops.row_index, &[m], "(m,)")?;
     let shared = match ops.shared_input {
         Some(s) => {
@@ -404,9 +391,7 @@ pub fn grouped_matmul_finalize_routing(
                     let dot = int_dot(xrow, &wm, n, -8);
                     let rowsum = xrow.iter().map(|&v| i64::from(v)).sum::<i64>() as f32;
                     let f = factor(pts, logit, p);
-                    for (j, (((yv, &d), &s), &bv)) in
-                        y.iter_mut().zip(&dot).zip(&sg).zip(&bg).enumerate()
-                    {
+                    for (j, (((yv, &d), &s), &bv)) in y.iter_mut().zip(&dot).zip(&sg).zip(&bg).enumerate() {
                         let mut v = (d as f32) * s + bv;
                         if let Some(o) = og.as_ref().and_then(|og| og.get(j)) {
                             v += rowsum * o;

@@ -110,10 +110,7 @@ impl Problem {
                 for nn in 0..n {
                     let shift = if a8w4 { -8.0 } else { 0.0 };
                     let acc: f64 = (0..k)
-                        .map(|kk| {
-                            (f64::from(x[p * k + kk]) + shift)
-                                * f64::from(self.w_nd[(g * k + kk) * n + nn])
-                        })
+                        .map(|kk| (f64::from(x[p * k + kk]) + shift) * f64::from(self.w_nd[(g * k + kk) * n + nn]))
                         .sum();
                     let mut y = if a8w4 {
                         let mut v = acc * scale[g * n + nn] + bias.as_ref().unwrap()[g * n + nn];
@@ -151,11 +148,7 @@ fn a8w8(seed: u64, (m, k, n): (usize, usize, usize), counts: &[i64], b: usize) -
         pts[p] = f32::INFINITY;
         ri[p] = if p % 2 == 0 { 1 << 40 } else { -3 };
     }
-    let si: Vec<bf16> = rng
-        .f32s(n, -4.0, 4.0)
-        .into_iter()
-        .map(bf16::from_f32)
-        .collect();
+    let si: Vec<bf16> = rng.f32s(n, -4.0, 4.0).into_iter().map(bf16::from_f32).collect();
     Problem {
         m,
         k,
@@ -298,11 +291,7 @@ fn missing_pts_and_logit() {
 fn a8w8_bias_not_scaled_by_pts() {
     let mut p = a8w8(8, (8, 16, 32), &[3, 5], 8);
     let mut rng = Rng::new(80);
-    let bias: Vec<bf16> = rng
-        .f32s(64, -2.0, 2.0)
-        .into_iter()
-        .map(bf16::from_f32)
-        .collect();
+    let bias: Vec<bf16> = rng.f32s(64, -2.0, 2.0).into_iter().map(bf16::from_f32).collect();
     p.bias = Some(Tensor::from_bf16(vec![2, 32], bias).unwrap());
     assert_close(&p.eval().unwrap(), &p.naive(), 1e-6);
 }
@@ -332,16 +321,9 @@ fn a8w4(seed: u64, compensation_bias: bool, with_offset: bool) -> Problem {
     } else {
         rng.f32s(e * n, -3.0, 3.0)
     };
-    p.scale = Some(
-        Tensor::from_i64(
-            vec![e, 1, n],
-            scale.iter().map(|s| i64::from(s.to_bits())).collect(),
-        )
-        .unwrap(),
-    );
+    p.scale = Some(Tensor::from_i64(vec![e, 1, n], scale.iter().map(|s| i64::from(s.to_bits())).collect()).unwrap());
     p.bias = Some(Tensor::from_f32(vec![e, n], bias).unwrap());
-    p.offset =
-        with_offset.then(|| Tensor::from_f32(vec![e, 1, n], rng.f32s(e * n, -0.01, 0.01)).unwrap());
+    p.offset = with_offset.then(|| Tensor::from_f32(vec![e, 1, n], rng.f32s(e * n, -0.01, 0.01)).unwrap());
     p
 }
 
@@ -395,11 +377,7 @@ fn a8w4_compensation_bias_gives_exact_form() {
             row += 1;
         }
     }
-    let exact = Tensor::from_f32(
-        vec![p.b(), n],
-        exact.into_iter().map(|v| v as f32).collect(),
-    )
-    .unwrap();
+    let exact = Tensor::from_f32(vec![p.b(), n], exact.into_iter().map(|v| v as f32).collect()).unwrap();
     assert_close(&out, &exact, 1e-5);
 }
 
@@ -459,8 +437,7 @@ fn float_scenario() {
             let acc: f64 = (0..k)
                 .map(|kk| f64::from(x[p * k + kk]) * f64::from(w[(g * k + kk) * n + nn]))
                 .sum();
-            want[ri[p] as usize * n + nn] +=
-                f64::from(logit[p]) * (acc + f64::from(bias[g * n + nn]));
+            want[ri[p] as usize * n + nn] += f64::from(logit[p]) * (acc + f64::from(bias[g * n + nn]));
         }
     }
     let want = Tensor::from_f32(vec![3, n], want.into_iter().map(|v| v as f32).collect()).unwrap();
@@ -634,8 +611,5 @@ fn precondition_errors() {
             value: bad
         }
     );
-    assert!(
-        e.to_string().starts_with("scale[1, 0, 1] = 0x0000010"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("scale[1, 0, 1] = 0x0000010"), "{e}");
 }

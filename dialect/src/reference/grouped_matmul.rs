@@ -58,10 +58,7 @@ const FLOAT: &str = "for float x";
 /// output dtype (bf16, f16 or f32). i8 x without scale: i32 `x[p] @ W[g] + bias[g]` (overflow is an
 /// error). Float x: f32 accumulation in increasing k, `+ bias`, rounded to the output dtype.
 /// Rows at or past sum(group_list) are zero.
-pub fn grouped_matmul(
-    ops: &GroupedMatmulOperands<'_>,
-    attrs: &GroupedMatmulAttrs,
-) -> Result<Tensor, EvalError> {
+pub fn grouped_matmul(ops: &GroupedMatmulOperands<'_>, attrs: &GroupedMatmulAttrs) -> Result<Tensor, EvalError> {
     let xs = operand::rank("x", ops.x, 2, "(m, k)")?;
     let (m, k, n) = (xs[0], xs[1], attrs.n);
     let ws = ops.weight.shape();
@@ -125,11 +122,7 @@ pub fn grouped_matmul(
                 out[p * n..p * n + n].copy_from_slice(&y);
             }
         }
-        return Ok(Tensor::from_f32_rounded(
-            attrs.output_dtype,
-            vec![m, n],
-            out,
-        )?);
+        return Ok(Tensor::from_f32_rounded(attrs.output_dtype, vec![m, n], out)?);
     }
 
     let layout = match ws.len() {
@@ -144,13 +137,7 @@ pub fn grouped_matmul(
             });
         }
     };
-    let w = WeightView::new(
-        "weight",
-        ops.weight.as_i8().unwrap_or(&[]),
-        ws,
-        (e, k, n),
-        layout,
-    )?;
+    let w = WeightView::new("weight", ops.weight.as_i8().unwrap_or(&[]), ws, (e, k, n), layout)?;
     let scale = match ops.scale {
         Some(s) => {
             operand::dtype("scale", s, &[DType::F32, DType::BF16], "f32 or bf16")?;
@@ -176,9 +163,7 @@ pub fn grouped_matmul(
         }
     };
     let pts = match ops.per_token_scale {
-        Some(t) if scale.is_some() => {
-            Some(operand::f32_values("per_token_scale", t, &[m], "(m,)")?)
-        }
+        Some(t) if scale.is_some() => Some(operand::f32_values("per_token_scale", t, &[m], "(m,)")?),
         Some(_) => {
             return Err(EvalError::UnexpectedOperand {
                 operand: "per_token_scale",
@@ -197,11 +182,7 @@ pub fn grouped_matmul(
     };
     let groups = group_rows(ops.group_list, e, attrs.group_list_type, m, true)?;
     let x = ops.x.as_i8().unwrap_or(&[]);
-    let (f32_len, i32_len) = if scale.is_some() {
-        (out_len, 0)
-    } else {
-        (0, out_len)
-    };
+    let (f32_len, i32_len) = if scale.is_some() { (out_len, 0) } else { (0, out_len) };
     let mut out_f32 = operand::zeroed(f32_len, 0f32, "output")?;
     let mut out_i32 = operand::zeroed(i32_len, 0i32, "output")?;
     for range in &groups.ranges {
@@ -224,24 +205,15 @@ pub fn grouped_matmul(
                     }
                 }
                 None => {
-                    for (col, (o, &a)) in out_i32[p * n..p * n + n].iter_mut().zip(&acc).enumerate()
-                    {
-                        *o = i32::try_from(a).map_err(|_| EvalError::AccumulatorOverflow {
-                            row: p,
-                            col,
-                            value: a,
-                        })?;
+                    for (col, (o, &a)) in out_i32[p * n..p * n + n].iter_mut().zip(&acc).enumerate() {
+                        *o = i32::try_from(a).map_err(|_| EvalError::AccumulatorOverflow { row: p, col, value: a })?;
                     }
                 }
             }
         }
     }
     if scale.is_some() {
-        Ok(Tensor::from_f32_rounded(
-            attrs.output_dtype,
-            vec![m, n],
-            out_f32,
-        )?)
+        Ok(Tensor::from_f32_rounded(attrs.output_dtype, vec![m, n], out_f32)?)
     } else {
         Ok(Tensor::new(DType::I32, vec![m, n], Buffer::I32(out_i32))?)
     }
@@ -339,10 +311,7 @@ mod tests {
         let (x, w) = int_operands();
         assert!(matches!(
             run(&x, &w, vec![2, 2], 1, None, None, DType::F32),
-            Err(EvalError::DType {
-                operand: "output",
-                ..
-            })
+            Err(EvalError::DType { operand: "output", .. })
         ));
         assert_eq!(
             run(&x, &w, vec![2, 5], 0, None, None, DType::I32),

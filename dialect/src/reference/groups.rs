@@ -59,11 +59,7 @@ pub fn group_rows(
                     value
                 } else {
                     if value < previous {
-                        return Err(EvalError::CumsumDecreasing {
-                            index,
-                            value,
-                            previous,
-                        });
+                        return Err(EvalError::CumsumDecreasing { index, value, previous });
                     }
                     // value >= previous >= 0, so the difference cannot overflow.
                     let size = value - previous;
@@ -77,13 +73,14 @@ pub fn group_rows(
             operand::shape("group_list", group_list, &[e, 2], "(e, 2)")?;
             for (pair, chunk) in values.chunks_exact(2).enumerate() {
                 let (group, size) = (chunk[0], chunk[1]);
-                let group = usize::try_from(group).ok().filter(|&g| g < e).ok_or(
-                    EvalError::GroupIndexOutOfRange {
+                let group = usize::try_from(group)
+                    .ok()
+                    .filter(|&g| g < e)
+                    .ok_or(EvalError::GroupIndexOutOfRange {
                         pair,
                         value: group,
                         groups: e,
-                    },
-                )?;
+                    })?;
                 if size < 0 {
                     return Err(EvalError::NegativeCount {
                         index: pair,
@@ -114,17 +111,10 @@ pub fn group_rows(
     for (group, size) in sizes {
         // Every size is in [0, sum] and sum <= m, so these fit in usize.
         let count = size as usize;
-        ranges.push(GroupRange {
-            group,
-            start,
-            count,
-        });
+        ranges.push(GroupRange { group, start, count });
         start += count;
     }
-    Ok(GroupRows {
-        ranges,
-        active: start,
-    })
+    Ok(GroupRows { ranges, active: start })
 }
 
 #[cfg(test)]
@@ -158,10 +148,7 @@ mod tests {
     fn precondition_errors() {
         assert_eq!(
             group_rows(&gl(vec![1, -1]), 2, 1, 9, false),
-            Err(EvalError::NegativeCount {
-                index: 1,
-                value: -1
-            })
+            Err(EvalError::NegativeCount { index: 1, value: -1 })
         );
         assert_eq!(
             group_rows(&gl(vec![4, 3]), 2, 0, 9, false),
@@ -199,11 +186,7 @@ mod tests {
         let bad = Tensor::from_i64(vec![2, 2], vec![2, 3, 0, 2]).unwrap();
         assert!(matches!(
             group_rows(&bad, 2, 2, 5, true),
-            Err(EvalError::GroupIndexOutOfRange {
-                pair: 0,
-                value: 2,
-                ..
-            })
+            Err(EvalError::GroupIndexOutOfRange { pair: 0, value: 2, .. })
         ));
     }
 }

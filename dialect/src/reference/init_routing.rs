@@ -112,9 +112,7 @@ pub fn moe_init_routing(
         }
     }
     let tk = operand::product(&[t, k], "T * K")?;
-    let mut kept: Vec<usize> = (0..tk)
-        .filter(|&f| (start..end).contains(&i64::from(ids[f])))
-        .collect();
+    let mut kept: Vec<usize> = (0..tk).filter(|&f| (start..end).contains(&i64::from(ids[f]))).collect();
     kept.sort_by_key(|&f| ids[f]);
     let a = if active_num > 0 {
         kept.len().min(active_num)
@@ -124,15 +122,8 @@ pub fn moe_init_routing(
     kept.truncate(a);
     let gidx = kept;
 
-    let out_rows = if active_num > 0 {
-        tk.min(active_num)
-    } else {
-        tk
-    };
-    let mut indices = operand::with_capacity(
-        operand::product(&[out_rows, h], "expanded_x")?,
-        "expanded_x",
-    )?;
+    let out_rows = if active_num > 0 { tk.min(active_num) } else { tk };
+    let mut indices = operand::with_capacity(operand::product(&[out_rows, h], "expanded_x")?, "expanded_x")?;
     for p in 0..out_rows {
         match gidx.get(p) {
             Some(&src) => indices.extend((0..h).map(|c| Some((src / k) * h + c))),
@@ -144,11 +135,7 @@ pub fn moe_init_routing(
     let mut row_idx = vec![-1i32; tk];
     for (p, &src) in gidx.iter().enumerate() {
         // p and src are below T*K; past i32::MAX the i32 output cannot represent them.
-        let (slot, value) = if attrs.row_idx_type == 1 {
-            (p, src)
-        } else {
-            (src, p)
-        };
+        let (slot, value) = if attrs.row_idx_type == 1 { (p, src) } else { (src, p) };
         row_idx[slot] = i32::try_from(value).map_err(|_| EvalError::SizeOverflow {
             what: "expanded_row_idx (index beyond i32)",
         })?;
@@ -195,10 +182,7 @@ mod tests {
         let r = moe_init_routing(&x, &e, &attrs).unwrap();
         assert_eq!(r.gidx, vec![1, 3, 2, 5, 0, 4]);
         assert_eq!(r.expanded_row_idx.as_i32().unwrap(), &[1, 3, 2, 5, 0, 4]);
-        assert_eq!(
-            r.expanded_x.as_f32().unwrap(),
-            &[10.0, 20.0, 20.0, 30.0, 10.0, 30.0]
-        );
+        assert_eq!(r.expanded_x.as_f32().unwrap(), &[10.0, 20.0, 20.0, 30.0, 10.0, 30.0]);
         assert_eq!(r.expert_tokens.as_i64().unwrap(), &[2, 2, 2]);
         let inv = moe_init_routing(
             &x,

@@ -77,11 +77,7 @@ pub(crate) fn f32_values<'t>(
 
 /// The first `len` elements of an `i32` or `i64` index tensor widened to i64 (the elements
 /// past `len` are not read). `len` larger than the tensor yields all its elements.
-pub(crate) fn index_prefix(
-    operand: &'static str,
-    t: &Tensor,
-    len: usize,
-) -> Result<Vec<i64>, EvalError> {
+pub(crate) fn index_prefix(operand: &'static str, t: &Tensor, len: usize) -> Result<Vec<i64>, EvalError> {
     if let Some(v) = t.as_i64() {
         Ok(v.iter().take(len).copied().collect())
     } else if let Some(v) = t.as_i32() {
@@ -100,19 +96,12 @@ pub(crate) fn index_prefix(
 pub(crate) fn with_capacity<T>(len: usize, what: &'static str) -> Result<Vec<T>, EvalError> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
-        .map_err(|_| EvalError::Allocation {
-            what,
-            elements: len,
-        })?;
+        .map_err(|_| EvalError::Allocation { what, elements: len })?;
     Ok(v)
 }
 
 /// A vector of `len` copies of `zero`, allocated as [`with_capacity`] does.
-pub(crate) fn zeroed<T: Clone>(
-    len: usize,
-    zero: T,
-    what: &'static str,
-) -> Result<Vec<T>, EvalError> {
+pub(crate) fn zeroed<T: Clone>(len: usize, zero: T, what: &'static str) -> Result<Vec<T>, EvalError> {
     let mut v = with_capacity(len, what)?;
     v.resize(len, zero);
     Ok(v)

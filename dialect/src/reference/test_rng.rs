@@ -35,9 +35,7 @@ impl Rng {
 
     /// `len` values from [lo, hi] as i8.
     pub(crate) fn i8s(&mut self, len: usize, lo: i8, hi: i8) -> Vec<i8> {
-        (0..len)
-            .map(|_| self.int(i64::from(lo), i64::from(hi)) as i8)
-            .collect()
+        (0..len).map(|_| self.int(i64::from(lo), i64::from(hi)) as i8).collect()
     }
 
     /// `len` values from [lo, hi) as f32.

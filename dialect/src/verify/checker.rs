@@ -25,13 +25,21 @@ pub struct Checker<'v, 'c, 'a> {
     /// What is wrong so far.
     pub violations: Vec<Violation>,
     observations: Vec<(String, Observation)>,
-    hints: Vec<(String, Box<dyn Fn(u64) -> bool>)>,
+    hints: Vec<(String, Hint)>,
 }
+
+/// A predicate that votes for the values of a symbol it accepts.
+type Hint = Box<dyn Fn(u64) -> bool>;
 
 impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     /// Starts checking an op.
     pub fn new(op: &'v NpuOp<'c, 'a>) -> Self {
-        Self { op, violations: Vec::new(), observations: Vec::new(), hints: Vec::new() }
+        Self {
+            op,
+            violations: Vec::new(),
+            observations: Vec::new(),
+            hints: Vec::new(),
+        }
     }
 
     /// Records a violation.
@@ -40,10 +48,19 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     }
 
     fn winner(&self, symbol: &str) -> Option<&Observation> {
-        let seen: Vec<&Observation> = self.observations.iter().filter(|(s, _)| s == symbol).map(|(_, o)| o).collect();
+        let seen: Vec<&Observation> = self
+            .observations
+            .iter()
+            .filter(|(s, _)| s == symbol)
+            .map(|(_, o)| o)
+            .collect();
         let mut best: Option<(&Observation, usize)> = None;
         for candidate in &seen {
-            let hinted = self.hints.iter().filter(|(s, agrees)| s == symbol && agrees(candidate.value)).count();
+            let hinted = self
+                .hints
+                .iter()
+                .filter(|(s, agrees)| s == symbol && agrees(candidate.value))
+                .count();
             let votes = seen.iter().filter(|o| o.value == candidate.value).count() + hinted;
             if best.is_none_or(|(_, most)| votes > most) {
                 best = Some((candidate, votes));
@@ -72,7 +89,15 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     /// Observes a symbol's value from somewhere other than a tensor dim (an attribute, or a
     /// product of other symbols), with a description of where it comes from.
     pub fn observe(&mut self, symbol: &str, subject: Subject, dim: usize, value: u64, source: String) {
-        self.observations.push((symbol.to_string(), Observation { value, subject, dim, source }));
+        self.observations.push((
+            symbol.to_string(),
+            Observation {
+                value,
+                subject,
+                dim,
+                source,
+            },
+        ));
     }
 
     /// A vote for every value of `symbol` that `agrees` accepts, from a fact that bounds the
@@ -111,11 +136,26 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
 
     /// Requires dim `index` to equal a value derived from other symbols (e.g. ceil(n/32)),
     /// described by `symbol` and `source`.
-    pub fn expect_dim(&mut self, subject: Subject, info: &TensorInfo, index: usize, symbol: &str, expected: u64, source: String) {
+    pub fn expect_dim(
+        &mut self,
+        subject: Subject,
+        info: &TensorInfo,
+        index: usize,
+        symbol: &str,
+        expected: u64,
+        source: String,
+    ) {
         if let Some(actual) = info.dim(index)
             && actual != expected
         {
-            self.report(Violation::Dim { subject, dim: index, symbol: symbol.to_string(), expected, source_of: source, actual });
+            self.report(Violation::Dim {
+                subject,
+                dim: index,
+                symbol: symbol.to_string(),
+                expected,
+                source_of: source,
+                actual,
+            });
         }
     }
 
@@ -124,7 +164,11 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     pub fn shape(&mut self, subject: Subject, info: &TensorInfo, allowed: &[Elem], layout: &[&str]) -> bool {
         let mut ok = true;
         if !allowed.contains(&info.elem) {
-            self.report(Violation::ElementType { subject: subject.clone(), expected: describe(allowed), actual: info.text.clone() });
+            self.report(Violation::ElementType {
+                subject: subject.clone(),
+                expected: describe(allowed),
+                actual: info.text.clone(),
+            });
             ok = false;
         }
         if info.rank() != layout.len() {
@@ -153,7 +197,13 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
         self.bind_layout(Subject::Result(name), info, allowed, layout)
     }
 
-    fn bind_layout(&mut self, subject: Subject, info: TensorInfo, allowed: &[Elem], layout: &[&str]) -> Option<TensorInfo> {
+    fn bind_layout(
+        &mut self,
+        subject: Subject,
+        info: TensorInfo,
+        allowed: &[Elem],
+        layout: &[&str],
+    ) -> Option<TensorInfo> {
         if !self.shape(subject.clone(), &info, allowed, layout) {
             return None;
         }
@@ -178,14 +228,20 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     /// Reports a missing operand.
     pub fn require(&mut self, name: &'static str, why: &str) {
         if !self.has(name) {
-            self.report(Violation::Missing { subject: Subject::Operand(name), why: why.to_string() });
+            self.report(Violation::Missing {
+                subject: Subject::Operand(name),
+                why: why.to_string(),
+            });
         }
     }
 
     /// Reports an operand that must be absent.
     pub fn forbid(&mut self, name: &'static str, why: &str) {
         if self.has(name) {
-            self.report(Violation::Unexpected { subject: Subject::Operand(name), why: why.to_string() });
+            self.report(Violation::Unexpected {
+                subject: Subject::Operand(name),
+                why: why.to_string(),
+            });
         }
     }
 
@@ -204,7 +260,10 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
             }
             None => {
                 if required {
-                    self.report(Violation::Missing { subject: Subject::Attribute(name), why: "on this op".to_string() });
+                    self.report(Violation::Missing {
+                        subject: Subject::Attribute(name),
+                        why: "on this op".to_string(),
+                    });
                 }
                 None
             }
@@ -216,7 +275,11 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
         let value = self.int_attr(name, true)?;
         if !allowed.contains(&value) {
             let allowed = allowed.iter().map(|v| v.to_string()).collect::<Vec<_>>();
-            self.report(Violation::Range { subject: Subject::Attribute(name), allowed: one_of(&allowed), actual: value.to_string() });
+            self.report(Violation::Range {
+                subject: Subject::Attribute(name),
+                allowed: one_of(&allowed),
+                actual: value.to_string(),
+            });
             return None;
         }
         Some(value)
@@ -226,7 +289,11 @@ impl<'v, 'c, 'a> Checker<'v, 'c, 'a> {
     pub fn int_attr_non_negative(&mut self, name: &'static str) -> Option<i64> {
         let value = self.int_attr(name, true)?;
         if value < 0 {
-            self.report(Violation::Range { subject: Subject::Attribute(name), allowed: ">= 0".to_string(), actual: value.to_string() });
+            self.report(Violation::Range {
+                subject: Subject::Attribute(name),
+                allowed: ">= 0".to_string(),
+                actual: value.to_string(),
+            });
             return None;
         }
         Some(value)
@@ -254,7 +321,10 @@ pub fn render(value: &AttrValue) -> String {
     match value {
         AttrValue::Int { value, r#type } => format!("{value} : {type}"),
         AttrValue::Float { value, r#type } => format!("{value} : {type}"),
-        AttrValue::I64Array(values) => format!("array<i64: {}>", values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
+        AttrValue::I64Array(values) => format!(
+            "array<i64: {}>",
+            values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+        ),
         AttrValue::Other(text) => text.clone(),
     }
 }

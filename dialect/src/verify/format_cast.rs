@@ -23,8 +23,12 @@ pub fn nz_block_n(elem: &Elem) -> Option<u64> {
 
 /// Checks that input and result are the same weight in ND and NZ layouts.
 pub fn verify(c: &mut Checker<'_, '_, '_>) {
-    let Some(format) = c.int_attr_in("acl_format", &[ACL_FORMAT_ND, ACL_FORMAT_FRACTAL_NZ]) else { return };
-    let (Some(input), Some(out)) = (c.op.operand_info("input"), c.op.result_info(0)) else { return };
+    let Some(format) = c.int_attr_in("acl_format", &[ACL_FORMAT_ND, ACL_FORMAT_FRACTAL_NZ]) else {
+        return;
+    };
+    let (Some(input), Some(out)) = (c.op.operand_info("input"), c.op.result_info(0)) else {
+        return;
+    };
     let Some(n0) = nz_block_n(&input.elem) else {
         c.report(Violation::ElementType {
             subject: Subject::Operand("input"),
@@ -34,7 +38,11 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         return;
     };
     if out.elem != input.elem {
-        c.report(Violation::ElementType { subject: Subject::Result("out"), expected: input.elem.to_string(), actual: out.text.clone() });
+        c.report(Violation::ElementType {
+            subject: Subject::Result("out"),
+            expected: input.elem.to_string(),
+            actual: out.text.clone(),
+        });
         return;
     }
     let (nd, nz, nd_subject, nz_subject) = if format == ACL_FORMAT_FRACTAL_NZ {
@@ -43,7 +51,12 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         (&out, &input, Subject::Result("out"), Subject::Operand("input"))
     };
     if nd.rank() < 2 {
-        c.report(Violation::Rank { subject: nd_subject, expected: 2, layout: "(..., k, n) at least".to_string(), actual: nd.text.clone() });
+        c.report(Violation::Rank {
+            subject: nd_subject,
+            expected: 2,
+            layout: "(..., k, n) at least".to_string(),
+            actual: nd.text.clone(),
+        });
         return;
     }
     if nz.rank() != nd.rank() + 2 {
@@ -75,10 +88,24 @@ fn check_pair(c: &mut Checker<'_, '_, '_>, nd: &TensorInfo, nz: &TensorInfo, nz_
         }
     }
     if let Some(n) = nd.dim(batch + 1) {
-        c.expect_dim(nz_subject.clone(), nz, batch, "n1", n.div_ceil(n0), format!("ceil(n / {n0}) with n = {n}"));
+        c.expect_dim(
+            nz_subject.clone(),
+            nz,
+            batch,
+            "n1",
+            n.div_ceil(n0),
+            format!("ceil(n / {n0}) with n = {n}"),
+        );
     }
     if let Some(k) = nd.dim(batch) {
-        c.expect_dim(nz_subject.clone(), nz, batch + 1, "k1", k.div_ceil(16), format!("ceil(k / 16) with k = {k}"));
+        c.expect_dim(
+            nz_subject.clone(),
+            nz,
+            batch + 1,
+            "k1",
+            k.div_ceil(16),
+            format!("ceil(k / 16) with k = {k}"),
+        );
     }
     c.expect_dim(nz_subject.clone(), nz, batch + 2, "16", 16, "the NZ block".to_string());
     c.expect_dim(nz_subject, nz, batch + 3, "n0", n0, "the NZ block".to_string());

@@ -7,7 +7,9 @@ use crate::types::Elem;
 
 /// Checks every relation of SPEC section 1 that IRDL cannot express.
 pub fn verify(c: &mut Checker<'_, '_, '_>) {
-    let (Some(x), Some(w)) = (c.op.operand_info("x"), c.op.operand_info("w")) else { return };
+    let (Some(x), Some(w)) = (c.op.operand_info("x"), c.op.operand_info("w")) else {
+        return;
+    };
     let Some(scenario) = Scenario::classify(&x, &w) else {
         if !(x.elem == Elem::I8 || x.elem.is_float()) {
             c.report(Violation::ElementType {
@@ -29,7 +31,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     };
 
     let x_types: &[Elem] = match &scenario {
-        Scenario::NonQuantized(elem) => &[elem.clone()],
+        Scenario::NonQuantized(elem) => std::slice::from_ref(elem),
         _ => &[Elem::I8],
     };
     c.operand("x", x_types, &["m", "k"]);
@@ -40,8 +42,6 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     c.int_attr_in("group_list_type", &[0, 1]);
     let offset = c.int_attr_non_negative("shared_input_offset");
     let output_bs = c.int_attr_non_negative("output_bs");
-
-
 
     match &scenario {
         Scenario::A8W8 => {
@@ -72,7 +72,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
             }),
         },
         Scenario::NonQuantized(elem) => {
-            c.operand("w", &[elem.clone()], &["e", "k", "n"]);
+            c.operand("w", std::slice::from_ref(elem), &["e", "k", "n"]);
         }
     }
     if w.rank() == 5 {
@@ -98,10 +98,22 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         });
     }
     match output_bs {
-        Some(bs) if bs > 0 => c.observe("output rows", Subject::Attribute("output_bs"), 0, bs as u64, "attribute output_bs".to_string()),
+        Some(bs) if bs > 0 => c.observe(
+            "output rows",
+            Subject::Attribute("output_bs"),
+            0,
+            bs as u64,
+            "attribute output_bs".to_string(),
+        ),
         Some(_) => {
             if let Some(m) = c.get("m") {
-                c.observe("output rows", Subject::Operand("x"), 0, m, "m, since output_bs = 0".to_string());
+                c.observe(
+                    "output rows",
+                    Subject::Operand("x"),
+                    0,
+                    m,
+                    "m, since output_bs = 0".to_string(),
+                );
             }
         }
         None => {}
@@ -151,7 +163,6 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         });
     }
 
-
     if let (Some(offset), Some(bsdp), Some(batch)) = (offset, c.get("bsdp"), c.get("output rows"))
         && offset as u64 + bsdp > batch
     {
@@ -184,7 +195,10 @@ fn check_weight_attribute(c: &mut Checker<'_, '_, '_>) {
             expected: "an f32 float attribute".to_string(),
             actual: super::checker::render(&other),
         }),
-        None => c.report(Violation::Missing { subject: Subject::Attribute("shared_input_weight"), why: "on this op".to_string() }),
+        None => c.report(Violation::Missing {
+            subject: Subject::Attribute("shared_input_weight"),
+            why: "on this op".to_string(),
+        }),
     }
 }
 
@@ -195,9 +209,23 @@ pub fn check_nz_blocks(c: &mut Checker<'_, '_, '_>, operand: &'static str, n0: u
         return;
     }
     if let Some(n) = c.get("n") {
-        c.expect_dim(Subject::Operand(operand), &w, 1, "n1", n.div_ceil(n0), format!("ceil(n / {n0}) with n = {n}"));
+        c.expect_dim(
+            Subject::Operand(operand),
+            &w,
+            1,
+            "n1",
+            n.div_ceil(n0),
+            format!("ceil(n / {n0}) with n = {n}"),
+        );
     }
     if let Some(k) = c.get("k") {
-        c.expect_dim(Subject::Operand(operand), &w, 2, "k1", k.div_ceil(16), format!("ceil(k / 16) with k = {k}"));
+        c.expect_dim(
+            Subject::Operand(operand),
+            &w,
+            2,
+            "k1",
+            k.div_ceil(16),
+            format!("ceil(k / 16) with k = {k}"),
+        );
     }
 }

@@ -8,7 +8,9 @@ use crate::types::Elem;
 /// Checks x (m, k), weight ND (e, k, n) or NZ (e, n1, k1, 16, 32), group_list by its type,
 /// the optional quantization operands and the result type (m, n).
 pub fn verify(c: &mut Checker<'_, '_, '_>) {
-    let (Some(x), Some(weight)) = (c.op.operand_info("x"), c.op.operand_info("weight")) else { return };
+    let (Some(x), Some(weight)) = (c.op.operand_info("x"), c.op.operand_info("weight")) else {
+        return;
+    };
     let quantized = x.elem == Elem::I8;
     if !quantized && !x.elem.is_float() {
         c.report(Violation::ElementType {
@@ -18,7 +20,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         });
         return;
     }
-    c.operand("x", &[x.elem.clone()], &["m", "k"]);
+    c.operand("x", std::slice::from_ref(&x.elem), &["m", "k"]);
     let group_list_type = c.int_attr_in("group_list_type", &[0, 1, 2]);
     match group_list_type {
         Some(2) => {
@@ -39,7 +41,7 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
             actual: weight.text.clone(),
         });
     } else {
-        c.operand("weight", &[x.elem.clone()], &["e", "k", "n"]);
+        c.operand("weight", std::slice::from_ref(&x.elem), &["e", "k", "n"]);
     }
 
     // The weight (with its NZ block counts as votes) and the result fix n before the scale and
@@ -66,7 +68,10 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
         c.operand("per_token_scale", &[Elem::F32], &["m"]);
         c.operand("bias", &[Elem::I32], &["e", "n"]);
         if !has_scale {
-            c.forbid("per_token_scale", "without scale (the int8 matmul then returns int32 accumulators)");
+            c.forbid(
+                "per_token_scale",
+                "without scale (the int8 matmul then returns int32 accumulators)",
+            );
         }
     } else {
         c.forbid("scale", "for a float grouped matmul");

@@ -14,7 +14,11 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     if let Some(n) = expert_num
         && n < 1
     {
-        c.report(Violation::Range { subject: Subject::Attribute("expert_num"), allowed: ">= 1".to_string(), actual: n.to_string() });
+        c.report(Violation::Range {
+            subject: Subject::Attribute("expert_num"),
+            allowed: ">= 1".to_string(),
+            actual: n.to_string(),
+        });
     }
     let active_num = c.int_attr_non_negative("active_num");
     c.int_attr_in("row_idx_type", &[0, 1]);
@@ -27,7 +31,10 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
                 c.report(Violation::Range {
                     subject: Subject::Attribute("active_expert_range"),
                     allowed: format!("[start, end] with 0 <= start < end <= expert_num = {n}"),
-                    actual: format!("array<i64: {}>", range.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
+                    actual: format!(
+                        "array<i64: {}>",
+                        range.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
                 });
                 None
             }
@@ -53,11 +60,23 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
                     detail: format!("active_num = {a} and T * K = {tk}"),
                 });
             }
-            c.observe("expanded rows", Subject::Attribute("active_num"), 0, a as u64, "attribute active_num".to_string());
+            c.observe(
+                "expanded rows",
+                Subject::Attribute("active_num"),
+                0,
+                a as u64,
+                "attribute active_num".to_string(),
+            );
         }
         Some(_) => {
             if let Some(tk) = tk {
-                c.observe("expanded rows", Subject::Op, 0, tk, "T * K, since active_num = 0".to_string());
+                c.observe(
+                    "expanded rows",
+                    Subject::Op,
+                    0,
+                    tk,
+                    "T * K, since active_num = 0".to_string(),
+                );
             }
         }
         None => {}
@@ -65,8 +84,18 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     c.result(0, &[elem], &["expanded rows", "h"]);
     c.result(1, &[Elem::I32], &["T * K"]);
     if let Some(local) = local_experts {
-        let source = if range.is_some() { "attribute active_expert_range (end - start)" } else { "attribute expert_num" };
-        c.observe("local experts", Subject::Attribute("active_expert_range"), 0, local, source.to_string());
+        let source = if range.is_some() {
+            "attribute active_expert_range (end - start)"
+        } else {
+            "attribute expert_num"
+        };
+        c.observe(
+            "local experts",
+            Subject::Attribute("active_expert_range"),
+            0,
+            local,
+            source.to_string(),
+        );
     }
     c.result(2, &[Elem::I64], &["local experts"]);
 }

@@ -126,23 +126,33 @@ fn info(value: Value<'_, '_>) -> Option<TensorInfo> {
 
 /// Decides whether the finalize op `root` and the grouped matmul feeding it fuse.
 pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> Decision<'c, 'a> {
-    let Ok(Some(finalize)) = NpuOp::new(root) else { return Decision::NotCandidate };
+    let Ok(Some(finalize)) = NpuOp::new(root) else {
+        return Decision::NotCandidate;
+    };
     if finalize.schema.name != schema::MOE_FINALIZE_ROUTING.name {
         return Decision::NotCandidate;
     }
-    let Some(rows) = finalize.operand("expanded_permuted_rows") else { return Decision::NotCandidate };
+    let Some(rows) = finalize.operand("expanded_permuted_rows") else {
+        return Decision::NotCandidate;
+    };
     let mode = int_attr(&root, "drop_pad_mode").unwrap_or(0);
     // Padded modes read (E, C, H) rows: a GMM output reshaped to that is still a candidate, one
     // that cannot fuse.
     let rows = match producer(rows) {
-        Some((reshape, _)) if (mode == 1 || mode == 3) && name_of(&reshape) == "tensor.expand_shape" => match reshape.operand(0) {
-            Ok(source) => source,
-            Err(_) => return Decision::NotCandidate,
-        },
+        Some((reshape, _)) if (mode == 1 || mode == 3) && name_of(&reshape) == "tensor.expand_shape" => {
+            match reshape.operand(0) {
+                Ok(source) => source,
+                Err(_) => return Decision::NotCandidate,
+            }
+        }
         _ => rows,
     };
-    let Some((gmm_op, _)) = producer(rows) else { return Decision::NotCandidate };
-    let Ok(Some(gmm)) = NpuOp::new(gmm_op) else { return Decision::NotCandidate };
+    let Some((gmm_op, _)) = producer(rows) else {
+        return Decision::NotCandidate;
+    };
+    let Ok(Some(gmm)) = NpuOp::new(gmm_op) else {
+        return Decision::NotCandidate;
+    };
     if gmm.schema.name != schema::GROUPED_MATMUL.name {
         return Decision::NotCandidate;
     }
@@ -187,28 +197,42 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
         reasons.push(Reason::GmmBiasUnsupported(format!(
             "the grouped_matmul bias {} has no counterpart in the fused op{}",
             bias.text,
-            if quantized { " (its A8W8 bias is bf16, added after dequantization)" } else { " (it takes an f32 bias)" }
+            if quantized {
+                " (its A8W8 bias is bf16, added after dequantization)"
+            } else {
+                " (it takes an f32 bias)"
+            }
         )));
     }
-    let Some(gmm_out) = gmm.result_info(0) else { return Decision::NotCandidate };
+    let Some(gmm_out) = gmm.result_info(0) else {
+        return Decision::NotCandidate;
+    };
     if matches!(gmm_out.elem, Elem::BF16 | Elem::F16) {
         match options.precision {
             Precision::Exact => reasons.push(Reason::PrecisionExact(format!(
                 "precision=exact: the grouped_matmul rounds each expert row to {}, the fused op does not",
                 gmm_out.elem
             ))),
-            Precision::Refine => notes.push(format!("refines precision: the grouped_matmul rounded expert rows to {}, the fused op keeps f32", gmm_out.elem)),
+            Precision::Refine => notes.push(format!(
+                "refines precision: the grouped_matmul rounded expert rows to {}, the fused op keeps f32",
+                gmm_out.elem
+            )),
         }
     }
 
     // Index correspondence (SPEC 2.4 (1), (2)).
-    let Some(out) = finalize.result_info(0) else { return Decision::NotCandidate };
+    let Some(out) = finalize.result_info(0) else {
+        return Decision::NotCandidate;
+    };
     let tokens = out.dim(0);
     let scales = finalize.operand("scales");
-    let top_k = scales
-        .and_then(info)
-        .and_then(|s| s.dim(1))
-        .or_else(|| finalize.operand_info("expanded_src_to_dst_row").and_then(|s| s.dim(0)).zip(tokens).and_then(|(rk, r)| (r > 0).then(|| rk / r)));
+    let top_k = scales.and_then(info).and_then(|s| s.dim(1)).or_else(|| {
+        finalize
+            .operand_info("expanded_src_to_dst_row")
+            .and_then(|s| s.dim(0))
+            .zip(tokens)
+            .and_then(|(rk, r)| (r > 0).then(|| rk / r))
+    });
     let mut gidx = None;
     let mut row_index = None;
     let mut index_chain = Vec::new();
@@ -265,10 +289,21 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
 
     // Target legality, on the signature the fused op would have.
     if options.target == Target::Ascend
-        && let Some(signature) = fused_signature(&gmm, &finalize, &out, shared.as_ref(), weight_to_nz, gmm_list_type, group_list_to_counts)
+        && let Some(signature) = fused_signature(
+            &gmm,
+            &finalize,
+            &out,
+            shared.as_ref(),
+            weight_to_nz,
+            gmm_list_type,
+            group_list_to_counts,
+        )
     {
         for violation in check_signature(&signature, options.cann_version) {
-            reasons.push(Reason::AscendProfile { constraint: violation.constraint, detail: violation.to_string() });
+            reasons.push(Reason::AscendProfile {
+                constraint: violation.constraint,
+                detail: violation.to_string(),
+            });
         }
     }
 
@@ -303,7 +338,9 @@ type IndexSource<'c, 'a> = (Value<'c, 'a>, Vec<OperationRef<'c, 'a>>, OperationR
 /// value, the ops of the chain, and the routing op.
 fn index_source<'c, 'a>(finalize: &NpuOp<'c, 'a>, mode: i64) -> Result<IndexSource<'c, 'a>, Reason> {
     let Some(src2dst) = finalize.operand("expanded_src_to_dst_row") else {
-        return Err(Reason::IndexCorrespondenceUnproven("expanded_src_to_dst_row is missing".into()));
+        return Err(Reason::IndexCorrespondenceUnproven(
+            "expanded_src_to_dst_row is missing".into(),
+        ));
     };
     let mut chain = Vec::new();
     let inverse = if mode == 2 {
@@ -321,7 +358,8 @@ fn index_source<'c, 'a>(finalize: &NpuOp<'c, 'a>, mode: i64) -> Result<IndexSour
             }
         }
     };
-    let Some((routing, result)) = producer(inverse).filter(|(op, _)| name_of(op) == schema::MOE_INIT_ROUTING.name) else {
+    let Some((routing, result)) = producer(inverse).filter(|(op, _)| name_of(op) == schema::MOE_INIT_ROUTING.name)
+    else {
         return Err(not_from_routing(inverse));
     };
     if result != 1 {
@@ -331,14 +369,17 @@ fn index_source<'c, 'a>(finalize: &NpuOp<'c, 'a>, mode: i64) -> Result<IndexSour
     }
     if int_attr(&routing, "row_idx_type") == Some(1) {
         return Err(Reason::SplitMapping(
-            "expanded_src_to_dst_row is gidx (row_idx_type 1) itself; finalize needs its inverse (row_idx_type 0)".into(),
+            "expanded_src_to_dst_row is gidx (row_idx_type 1) itself; finalize needs its inverse (row_idx_type 0)"
+                .into(),
         ));
     }
     Ok((inverse, chain, routing))
 }
 
 fn routing_of(value: Value<'_, '_>) -> Option<()> {
-    producer(value).filter(|(op, _)| name_of(op) == schema::MOE_INIT_ROUTING.name).map(|_| ())
+    producer(value)
+        .filter(|(op, _)| name_of(op) == schema::MOE_INIT_ROUTING.name)
+        .map(|_| ())
 }
 
 /// Why a value not produced by the routing cannot be proven to be its inverse; recognizes the
@@ -360,7 +401,9 @@ fn not_from_routing(value: Value<'_, '_>) -> Reason {
             "expanded_src_to_dst_row is produced by {name}, not by npu.moe_init_routing"
         ));
     }
-    Reason::IndexCorrespondenceUnproven("expanded_src_to_dst_row is a block argument, not produced by npu.moe_init_routing".into())
+    Reason::IndexCorrespondenceUnproven(
+        "expanded_src_to_dst_row is a block argument, not produced by npu.moe_init_routing".into(),
+    )
 }
 
 /// Matches `collapse_shape(transpose(expand_shape(v) to (R, K), [1, 0]))` and returns v.
@@ -380,7 +423,12 @@ fn transposed_source<'c, 'a>(value: Value<'c, 'a>, chain: &mut Vec<OperationRef<
 }
 
 /// Drop-less routing whose T, K agree with the finalize op and whose T*K rows are the GMM's m.
-fn check_routing(routing: OperationRef<'_, '_>, tokens: Option<u64>, top_k: Option<u64>, m: Option<u64>) -> Result<(), Vec<Reason>> {
+fn check_routing(
+    routing: OperationRef<'_, '_>,
+    tokens: Option<u64>,
+    top_k: Option<u64>,
+    m: Option<u64>,
+) -> Result<(), Vec<Reason>> {
     let mut reasons = Vec::new();
     let experts = int_attr(&routing, "expert_num").unwrap_or(0);
     let idx = routing.operand(1).ok().and_then(info);
@@ -391,7 +439,10 @@ fn check_routing(routing: OperationRef<'_, '_>, tokens: Option<u64>, top_k: Opti
         && active > 0
         && (active as u64) < t * k
     {
-        reasons.push(Reason::RoutingDropsTokens(format!("the routing keeps active_num = {active} of T * K = {} rows", t * k)));
+        reasons.push(Reason::RoutingDropsTokens(format!(
+            "the routing keeps active_num = {active} of T * K = {} rows",
+            t * k
+        )));
     }
     if let Some(range) = i64_array_attr(&routing, "active_expert_range")
         && range != [0, experts]
@@ -411,7 +462,11 @@ fn check_routing(routing: OperationRef<'_, '_>, tokens: Option<u64>, top_k: Opti
     };
     mismatch("tokens of the routing vs rows of the finalize output", t, tokens);
     mismatch("topK of the routing vs of the finalize scales", k, top_k);
-    mismatch("T * K of the routing vs rows m of the grouped_matmul", t.zip(k).map(|(t, k)| t * k), m);
+    mismatch(
+        "T * K of the routing vs rows m of the grouped_matmul",
+        t.zip(k).map(|(t, k)| t * k),
+        m,
+    );
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
 }
 
@@ -433,24 +488,36 @@ fn gidx_source<'c, 'a>(
             (Ok(a), Ok(b)) => same_value(a, b),
             _ => false,
         });
-        let same_attrs = ["expert_num", "active_num", "expert_tokens_num_type"].iter().all(|a| int_attr(&candidate, a) == int_attr(&routing, a))
+        let same_attrs = ["expert_num", "active_num", "expert_tokens_num_type"]
+            .iter()
+            .all(|a| int_attr(&candidate, a) == int_attr(&routing, a))
             && i64_array_attr(&candidate, "active_expert_range") == i64_array_attr(&routing, "active_expert_range");
         if same_inputs && same_attrs && int_attr(&candidate, "row_idx_type") == Some(1) {
             let dominates = candidate.block() == finalize.block() && candidate.is_before_in_block(finalize);
             if !dominates {
-                return Err(Reason::OperandsDoNotDominate("the gidx routing (row_idx_type 1)".into()));
+                return Err(Reason::OperandsDoNotDominate(
+                    "the gidx routing (row_idx_type 1)".into(),
+                ));
             }
             if let Ok(result) = candidate.result(1) {
-                return Ok((GidxSource::Existing(result.into()), "gidx from the existing row_idx_type 1 routing".to_string()));
+                return Ok((
+                    GidxSource::Existing(result.into()),
+                    "gidx from the existing row_idx_type 1 routing".to_string(),
+                ));
             }
         }
     }
     // The inverse map (and each op of the transpose chain) must have exactly one use, so that it
     // dies with the finalize op.
     let single_use = users(inverse).len() == 1
-        && chain.iter().all(|op| op.result(0).ok().is_some_and(|r| users(r.into()).len() == 1));
+        && chain
+            .iter()
+            .all(|op| op.result(0).ok().is_some_and(|r| users(r.into()).len() == 1));
     if single_use {
-        Ok((GidxSource::RetypeRouting(routing), "gidx from the routing, switched to row_idx_type 1".to_string()))
+        Ok((
+            GidxSource::RetypeRouting(routing),
+            "gidx from the routing, switched to row_idx_type 1".to_string(),
+        ))
     } else {
         Err(Reason::GidxNeedsExtraComputation)
     }
@@ -466,7 +533,13 @@ fn existing_row_index<'c: 'a, 'a>(gidx: Value<'c, 'a>, top_k: u64) -> Option<Val
             }
             let (constant, _) = producer(op.operand(1).ok()?).filter(|(c, _)| name_of(c) == "arith.constant")?;
             let text = constant.attribute("value").ok()?.to_string();
-            let splat = text.strip_prefix("dense<")?.split('>').next()?.trim().parse::<u64>().ok()?;
+            let splat = text
+                .strip_prefix("dense<")?
+                .split('>')
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
             (splat == top_k).then(|| op.result(0).ok().map(Into::into)).flatten()
         })
     };
@@ -514,7 +587,10 @@ fn zero_insert_slice<'c: 'a, 'a>(value: Value<'c, 'a>) -> Option<(Value<'c, 'a>,
     let strides = i64_array_attr(&insert, "static_strides")?;
     let sizes = i64_array_attr(&insert, "static_sizes")?;
     let dest_info = info(dest)?;
-    let whole_rows = offsets.len() == 2 && offsets[1] == 0 && strides == [1, 1] && dest_info.dim(1).is_some_and(|h| sizes.get(1) == Some(&(h as i64)));
+    let whole_rows = offsets.len() == 2
+        && offsets[1] == 0
+        && strides == [1, 1]
+        && dest_info.dim(1).is_some_and(|h| sizes.get(1) == Some(&(h as i64)));
     if !whole_rows || offsets[0] < 0 || !is_zero(dest) {
         return None;
     }
@@ -557,10 +633,24 @@ fn fused_signature(
     let mut weight = gmm.operand_info("weight")?;
     if weight_to_nz {
         let (e, k, n) = (weight.dim(0), weight.dim(1), weight.dim(2));
-        weight.dims = vec![e, n.map(|n| n.div_ceil(32)), k.map(|k| k.div_ceil(16)), Some(16), Some(32)];
+        weight.dims = vec![
+            e,
+            n.map(|n| n.div_ceil(32)),
+            k.map(|k| k.div_ceil(16)),
+            Some(16),
+            Some(32),
+        ];
     }
-    let vector = |elem: Elem| TensorInfo { elem, dims: vec![m], text: String::new() };
-    let mut operands = vec![("x", x.clone()), ("w", weight), ("group_list", gmm.operand_info("group_list")?)];
+    let vector = |elem: Elem| TensorInfo {
+        elem,
+        dims: vec![m],
+        text: String::new(),
+    };
+    let mut operands = vec![
+        ("x", x.clone()),
+        ("w", weight),
+        ("group_list", gmm.operand_info("group_list")?),
+    ];
     if let Some(scale) = gmm.operand_info("scale") {
         operands.push(("scale", scale));
     }
@@ -575,7 +665,16 @@ fn fused_signature(
     }
     operands.push(("row_index", vector(Elem::I32)));
     let n = gmm.result_info(0)?.dim(1);
-    let out = TensorInfo { elem: Elem::F32, dims: vec![out.dim(0), n], text: String::new() };
+    let out = TensorInfo {
+        elem: Elem::F32,
+        dims: vec![out.dim(0), n],
+        text: String::new(),
+    };
     let group_list_type = if group_list_to_counts { 1 } else { gmm_list_type };
-    Some(GmmfrSignature { operands, out, dtype: 0, group_list_type })
+    Some(GmmfrSignature {
+        operands,
+        out,
+        dtype: 0,
+        group_list_type,
+    })
 }

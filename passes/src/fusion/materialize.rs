@@ -7,7 +7,8 @@ use gmmfr_dialect::graph::users;
 use gmmfr_dialect::schema;
 use gmmfr_dialect::types::{Elem, TensorInfo};
 use melior::ir::{
-    Attribute, Block, BlockLike, Identifier, Location, Operation, OperationRef, Region, RegionLike, Type, Value, ValueLike,
+    Attribute, Block, BlockLike, Identifier, Location, Operation, OperationRef, Region, RegionLike, Type, Value,
+    ValueLike,
     operation::{OperationBuilder, OperationLike},
 };
 use melior::{Context, RewriterBase};
@@ -40,7 +41,13 @@ impl<'c> Builder<'c> {
         Ok((Identifier::new(self.context, name), self.attribute(text)?))
     }
 
-    fn op(&self, name: &str, operands: &[Value<'c, '_>], results: &[Type<'c>], attributes: &[(Identifier<'c>, Attribute<'c>)]) -> Result<Operation<'c>, MaterializeError> {
+    fn op(
+        &self,
+        name: &str,
+        operands: &[Value<'c, '_>],
+        results: &[Type<'c>],
+        attributes: &[(Identifier<'c>, Attribute<'c>)],
+    ) -> Result<Operation<'c>, MaterializeError> {
         OperationBuilder::new(name, self.location)
             .add_operands(operands)
             .add_results(results)
@@ -51,7 +58,12 @@ impl<'c> Builder<'c> {
 
     fn constant(&self, value: &str, r#type: &str) -> Result<Operation<'c>, MaterializeError> {
         let ty = self.r#type(r#type)?;
-        self.op("arith.constant", &[], &[ty], &[self.named("value", &format!("{value} : {type}"))?])
+        self.op(
+            "arith.constant",
+            &[],
+            &[ty],
+            &[self.named("value", &format!("{value} : {type}"))?],
+        )
     }
 }
 
@@ -73,18 +85,29 @@ fn info(value: Value<'_, '_>) -> Result<TensorInfo, MaterializeError> {
 }
 
 fn result<'c, 'a>(op: OperationRef<'c, 'a>, index: usize) -> Result<Value<'c, 'a>, MaterializeError> {
-    op.result(index).map(Into::into).map_err(|_| fail(format!("missing result #{index}")))
+    op.result(index)
+        .map(Into::into)
+        .map_err(|_| fail(format!("missing result #{index}")))
 }
 
 fn operand<'c, 'a>(op: OperationRef<'c, 'a>, name: &str) -> Result<Option<Value<'c, 'a>>, MaterializeError> {
-    let view = gmmfr_dialect::op_view::NpuOp::new(op).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("not an npu op"))?;
+    let view = gmmfr_dialect::op_view::NpuOp::new(op)
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("not an npu op"))?;
     Ok(view.operand(name))
 }
 
 /// Builds the fused op for `plan` and replaces the finalize op with it (through `rewriter`, so
 /// the greedy driver sees every change).
-pub fn materialize<'c>(plan: &Plan<'c, '_>, rewriter: &RewriterBase<'c, '_>, context: &'c Context) -> Result<(), MaterializeError> {
-    let b = Builder { context, location: plan.finalize.location() };
+pub fn materialize<'c>(
+    plan: &Plan<'c, '_>,
+    rewriter: &RewriterBase<'c, '_>,
+    context: &'c Context,
+) -> Result<(), MaterializeError> {
+    let b = Builder {
+        context,
+        location: plan.finalize.location(),
+    };
     let gmm = plan.gmm;
 
     // gidx.
@@ -93,15 +116,24 @@ pub fn materialize<'c>(plan: &Plan<'c, '_>, rewriter: &RewriterBase<'c, '_>, con
         GidxSource::RetypeRouting(routing) => {
             rewriter.set_insertion_point_before(*routing);
             let mut attributes = Vec::new();
-            for name in schema::MOE_INIT_ROUTING.required_attributes.iter().chain(schema::MOE_INIT_ROUTING.optional_attributes) {
+            for name in schema::MOE_INIT_ROUTING
+                .required_attributes
+                .iter()
+                .chain(schema::MOE_INIT_ROUTING.optional_attributes)
+            {
                 if *name == "row_idx_type" {
                     attributes.push(b.named(name, "1 : i64")?);
                 } else if let Ok(value) = routing.attribute(name) {
                     attributes.push((Identifier::new(context, name), value));
                 }
             }
-            let operands = [routing.operand(0).map_err(|_| fail("routing x"))?, routing.operand(1).map_err(|_| fail("routing expert_idx"))?];
-            let types: Vec<Type<'c>> = (0..3).map(|i| result(*routing, i).map(|v| v.r#type())).collect::<Result<_, _>>()?;
+            let operands = [
+                routing.operand(0).map_err(|_| fail("routing x"))?,
+                routing.operand(1).map_err(|_| fail("routing expert_idx"))?,
+            ];
+            let types: Vec<Type<'c>> = (0..3)
+                .map(|i| result(*routing, i).map(|v| v.r#type()))
+                .collect::<Result<_, _>>()?;
             let new_routing = rewriter.insert(b.op(schema::MOE_INIT_ROUTING.name, &operands, &types, &attributes)?);
             for index in [0, 2] {
                 rewriter.replace_all_uses_with(result(*routing, index)?, result(new_routing, index)?);
@@ -119,7 +151,12 @@ pub fn materialize<'c>(plan: &Plan<'c, '_>, rewriter: &RewriterBase<'c, '_>, con
         Some(scales) => {
             let elem = info(scales)?.elem.to_string();
             let ty = b.r#type(&tensor_type(&[Some(plan.tokens * plan.top_k)], &elem))?;
-            let op = rewriter.insert(b.op("tensor.collapse_shape", &[scales], &[ty], &[b.named("reassociation", "[[0, 1]]")?])?);
+            let op = rewriter.insert(b.op(
+                "tensor.collapse_shape",
+                &[scales],
+                &[ty],
+                &[b.named("reassociation", "[[0, 1]]")?],
+            )?);
             Some((result(op, 0)?, elem))
         }
         None => None,
@@ -170,9 +207,19 @@ pub fn materialize<'c>(plan: &Plan<'c, '_>, rewriter: &RewriterBase<'c, '_>, con
             let i1 = b.r#type("i1")?;
             // Entries of gidx past the active rows may be -1 or garbage: clamp before reading, so
             // the gather never reads out of bounds (those rows are never used by the fused op).
-            let in_range = block.append_operation(b.op("arith.cmpi", &[result(i, 0)?, result(count, 0)?], &[i1], &[b.named("predicate", "6 : i64")?])?);
+            let in_range = block.append_operation(b.op(
+                "arith.cmpi",
+                &[result(i, 0)?, result(count, 0)?],
+                &[i1],
+                &[b.named("predicate", "6 : i64")?],
+            )?);
             let zero = block.append_operation(b.constant("0", "index")?);
-            let safe = block.append_operation(b.op("arith.select", &[result(in_range, 0)?, result(i, 0)?, result(zero, 0)?], &[index], &[])?);
+            let safe = block.append_operation(b.op(
+                "arith.select",
+                &[result(in_range, 0)?, result(i, 0)?, result(zero, 0)?],
+                &[index],
+                &[],
+            )?);
             let elem_ty = b.r#type(elem)?;
             let value = block.append_operation(b.op("tensor.extract", &[*flat, result(safe, 0)?], &[elem_ty], &[])?);
             let mut logit = result(value, 0)?;
@@ -210,15 +257,30 @@ pub fn materialize<'c>(plan: &Plan<'c, '_>, rewriter: &RewriterBase<'c, '_>, con
         Some(existing) => existing,
         None => computed.next().ok_or_else(|| fail("row_index not computed"))?,
     };
-    let logit = if plan.scales.is_some() { Some(computed.next().ok_or_else(|| fail("logit not computed"))?) } else { None };
+    let logit = if plan.scales.is_some() {
+        Some(computed.next().ok_or_else(|| fail("logit not computed"))?)
+    } else {
+        None
+    };
 
     // The weight in NZ layout.
     let weight = operand(gmm, "weight")?.ok_or_else(|| fail("grouped_matmul weight"))?;
     let weight = if plan.weight_to_nz {
         let w = info(weight)?;
-        let dims = [w.dim(0), w.dim(2).map(|n| n.div_ceil(32)), w.dim(1).map(|k| k.div_ceil(16)), Some(16), Some(32)];
+        let dims = [
+            w.dim(0),
+            w.dim(2).map(|n| n.div_ceil(32)),
+            w.dim(1).map(|k| k.div_ceil(16)),
+            Some(16),
+            Some(32),
+        ];
         let ty = b.r#type(&tensor_type(&dims, "i8"))?;
-        let cast = rewriter.insert(b.op(schema::FORMAT_CAST.name, &[weight], &[ty], &[b.named("acl_format", "29 : i64")?])?);
+        let cast = rewriter.insert(b.op(
+            schema::FORMAT_CAST.name,
+            &[weight],
+            &[ty],
+            &[b.named("acl_format", "29 : i64")?],
+        )?);
         result(cast, 0)?
     } else {
         weight
@@ -226,7 +288,10 @@ pub fn materialize<'c>(plan: &Plan<'c, '_>, rewriter: &RewriterBase<'c, '_>, con
 
     // The group list, as counts when the target needs it.
     let group_list = operand(gmm, "group_list")?.ok_or_else(|| fail("grouped_matmul group_list"))?;
-    let gmm_list_type = match gmm.attribute("group_list_type").map(gmmfr_dialect::op_view::AttrValue::of) {
+    let gmm_list_type = match gmm
+        .attribute("group_list_type")
+        .map(gmmfr_dialect::op_view::AttrValue::of)
+    {
         Ok(gmmfr_dialect::op_view::AttrValue::Int { value, .. }) => value,
         _ => 0,
     };
@@ -313,14 +378,35 @@ fn cumsum_to_counts<'c: 'r, 'r>(
     let g = block.append_operation(b.op("linalg.index", &[], &[index], &[b.named("dim", "0 : i64")?])?);
     let zero = block.append_operation(b.constant("0", "index")?);
     let one = block.append_operation(b.constant("1", "index")?);
-    let first = block.append_operation(b.op("arith.cmpi", &[result(g, 0)?, result(zero, 0)?], &[i1], &[b.named("predicate", "0 : i64")?])?);
+    let first = block.append_operation(b.op(
+        "arith.cmpi",
+        &[result(g, 0)?, result(zero, 0)?],
+        &[i1],
+        &[b.named("predicate", "0 : i64")?],
+    )?);
     let before = block.append_operation(b.op("arith.subi", &[result(g, 0)?, result(one, 0)?], &[index], &[])?);
-    let previous_index = block.append_operation(b.op("arith.select", &[result(first, 0)?, result(zero, 0)?, result(before, 0)?], &[index], &[])?);
+    let previous_index = block.append_operation(b.op(
+        "arith.select",
+        &[result(first, 0)?, result(zero, 0)?, result(before, 0)?],
+        &[index],
+        &[],
+    )?);
     let current = block.append_operation(b.op("tensor.extract", &[cumsum, result(g, 0)?], &[i64_ty], &[])?);
-    let previous = block.append_operation(b.op("tensor.extract", &[cumsum, result(previous_index, 0)?], &[i64_ty], &[])?);
+    let previous =
+        block.append_operation(b.op("tensor.extract", &[cumsum, result(previous_index, 0)?], &[i64_ty], &[])?);
     let zero_i64 = block.append_operation(b.constant("0", "i64")?);
-    let previous = block.append_operation(b.op("arith.select", &[result(first, 0)?, result(zero_i64, 0)?, result(previous, 0)?], &[i64_ty], &[])?);
-    let count = block.append_operation(b.op("arith.subi", &[result(current, 0)?, result(previous, 0)?], &[i64_ty], &[])?);
+    let previous = block.append_operation(b.op(
+        "arith.select",
+        &[result(first, 0)?, result(zero_i64, 0)?, result(previous, 0)?],
+        &[i64_ty],
+        &[],
+    )?);
+    let count = block.append_operation(b.op(
+        "arith.subi",
+        &[result(current, 0)?, result(previous, 0)?],
+        &[i64_ty],
+        &[],
+    )?);
     block.append_operation(b.op("linalg.yield", &[result(count, 0)?], &[], &[])?);
     let region = Region::new();
     region.append_block(block);

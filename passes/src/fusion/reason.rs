@@ -82,8 +82,14 @@ impl fmt::Display for Reason {
             Reason::OperandsDoNotDominate(what) => write!(f, "{what} is defined after moe_finalize_routing"),
             Reason::Skip2Present => write!(f, "skip2 has no counterpart in the fused op"),
             Reason::FinalizeBiasPresent => write!(f, "the finalize bias has no counterpart in the fused op"),
-            Reason::PaddedDropMode(mode) => write!(f, "drop_pad_mode {mode} (padded capacity) has no counterpart in the fused op"),
-            Reason::GroupListPairs => write!(f, "group_list_type 2 ((group, size) pairs) has no counterpart in the fused op"),
+            Reason::PaddedDropMode(mode) => write!(
+                f,
+                "drop_pad_mode {mode} (padded capacity) has no counterpart in the fused op"
+            ),
+            Reason::GroupListPairs => write!(
+                f,
+                "group_list_type 2 ((group, size) pairs) has no counterpart in the fused op"
+            ),
             Reason::GmmBiasUnsupported(what) => write!(f, "{what}"),
             Reason::PrecisionExact(what) => write!(f, "{what}"),
             Reason::IndexCorrespondenceUnproven(what) => write!(f, "{what}"),

@@ -30,7 +30,11 @@ impl Remark {
     pub fn message(&self) -> String {
         match &self.decision {
             RemarkDecision::Fused(notes) => {
-                let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
+                let notes = if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join("; "))
+                };
                 format!("[npu-fuse-gmm-finalize] fused{notes}")
             }
             RemarkDecision::NotFused(reasons) => {
@@ -48,18 +52,37 @@ impl Remark {
     /// One JSON object: location, function, decision, reasons (codes and messages), notes.
     pub fn to_json(&self) -> String {
         let mut text = String::from("{");
-        let _ = write!(text, "\"location\": {}, \"function\": {}, ", json_string(&self.location.to_string()), json_string(&self.function));
+        let _ = write!(
+            text,
+            "\"location\": {}, \"function\": {}, ",
+            json_string(&self.location.to_string()),
+            json_string(&self.function)
+        );
         match &self.decision {
             RemarkDecision::Fused(notes) => {
                 let notes: Vec<String> = notes.iter().map(|n| json_string(n)).collect();
-                let _ = write!(text, "\"decision\": \"fused\", \"reasons\": [], \"notes\": [{}]", notes.join(", "));
+                let _ = write!(
+                    text,
+                    "\"decision\": \"fused\", \"reasons\": [], \"notes\": [{}]",
+                    notes.join(", ")
+                );
             }
             RemarkDecision::NotFused(reasons) => {
                 let reasons: Vec<String> = reasons
                     .iter()
-                    .map(|r| format!("{{\"code\": {}, \"message\": {}}}", json_string(&r.code()), json_string(&r.to_string())))
+                    .map(|r| {
+                        format!(
+                            "{{\"code\": {}, \"message\": {}}}",
+                            json_string(&r.code()),
+                            json_string(&r.to_string())
+                        )
+                    })
                     .collect();
-                let _ = write!(text, "\"decision\": \"not-fused\", \"reasons\": [{}], \"notes\": []", reasons.join(", "));
+                let _ = write!(
+                    text,
+                    "\"decision\": \"not-fused\", \"reasons\": [{}], \"notes\": []",
+                    reasons.join(", ")
+                );
             }
         }
         text.push('}');

@@ -19,8 +19,14 @@ pub const INFO: PassInfo = PassInfo {
                   actual and the allowed value. Valid IR is broader than the profile: by default the \
                   failures are warnings (the op stays for the loop target); with strict=true they are errors.",
     options: &[
-        PassOption { name: "cann-version", help: "older or newer (default newer)" },
-        PassOption { name: "strict", help: "true to make failures errors (default false)" },
+        PassOption {
+            name: "cann-version",
+            help: "older or newer (default newer)",
+        },
+        PassOption {
+            name: "strict",
+            help: "true to make failures errors (default false)",
+        },
     ],
 };
 
@@ -36,9 +42,15 @@ impl CheckAscendProfilePass {
         check_option_names(&INFO, options)?;
         let version = match options.get("cann-version") {
             None => CannVersion::default(),
-            Some(text) => text.parse().map_err(|message| PassError::Option { pass: INFO.name, message })?,
+            Some(text) => text.parse().map_err(|message| PassError::Option {
+                pass: INFO.name,
+                message,
+            })?,
         };
-        Ok(Self { version, strict: bool_option(&INFO, options, "strict", false)? })
+        Ok(Self {
+            version,
+            strict: bool_option(&INFO, options, "strict", false)?,
+        })
     }
 
     /// Creates the pass directly.
@@ -63,9 +75,14 @@ impl Pass for CheckAscendProfilePass {
         if self.strict && !found.is_empty() {
             return Err(PassError::Failed(found));
         }
-        let mut outcome = PassOutcome { diagnostics: found, ..Default::default() };
+        let mut outcome = PassOutcome {
+            diagnostics: found,
+            ..Default::default()
+        };
         outcome.statistics.insert("checked".into(), checked);
-        outcome.statistics.insert("violations".into(), outcome.diagnostics.len() as u64);
+        outcome
+            .statistics
+            .insert("violations".into(), outcome.diagnostics.len() as u64);
         Ok(outcome)
     }
 }

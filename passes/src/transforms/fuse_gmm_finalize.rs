@@ -16,8 +16,8 @@ use melior::ir::{
 };
 use melior::pass::{ExternalPass, PassManager, create_external};
 use melior::{
-    GreedyRewriteDriverConfig, GreedySimplifyRegionLevel, PatternRewriter, RewritePatternSet, apply_patterns_and_fold_greedily_with_op,
-    create_op_rewrite_pattern,
+    GreedyRewriteDriverConfig, GreedySimplifyRegionLevel, PatternRewriter, RewritePatternSet,
+    apply_patterns_and_fold_greedily_with_op, create_op_rewrite_pattern,
 };
 use std::sync::{Arc, Mutex};
 
@@ -33,9 +33,18 @@ pub const INFO: PassInfo = PassInfo {
                   linalg.generic, the NZ weight and counts group list when needed. Every candidate yields one \
                   remark at the finalize op: fused, or not-fused with every reason code that applies.",
     options: &[
-        PassOption { name: "precision", help: "refine (default: allow the fused op to skip the GMM's bf16/f16 rounding) or exact" },
-        PassOption { name: "target", help: "loops (default: any valid IR) or ascend (also the Ascend profile)" },
-        PassOption { name: "cann-version", help: "older or newer (default), with target=ascend" },
+        PassOption {
+            name: "precision",
+            help: "refine (default: allow the fused op to skip the GMM's bf16/f16 rounding) or exact",
+        },
+        PassOption {
+            name: "target",
+            help: "loops (default: any valid IR) or ascend (also the Ascend profile)",
+        },
+        PassOption {
+            name: "cann-version",
+            help: "older or newer (default), with target=ascend",
+        },
     ],
 };
 
@@ -48,22 +57,37 @@ impl FuseGmmFinalizePass {
     /// Creates the pass from pipeline options.
     pub fn create(options: &PassOptions) -> Result<Self, PassError> {
         check_option_names(&INFO, options)?;
-        let invalid = |message: String| PassError::Option { pass: INFO.name, message };
+        let invalid = |message: String| PassError::Option {
+            pass: INFO.name,
+            message,
+        };
         let precision = match options.get("precision").map(String::as_str) {
             None | Some("refine") => Precision::Refine,
             Some("exact") => Precision::Exact,
-            Some(other) => return Err(invalid(format!("option 'precision' expects refine or exact, got '{other}'"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "option 'precision' expects refine or exact, got '{other}'"
+                )));
+            }
         };
         let target = match options.get("target").map(String::as_str) {
             None | Some("loops") => Target::Loops,
             Some("ascend") => Target::Ascend,
-            Some(other) => return Err(invalid(format!("option 'target' expects loops or ascend, got '{other}'"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "option 'target' expects loops or ascend, got '{other}'"
+                )));
+            }
         };
         let cann_version = match options.get("cann-version") {
             None => Default::default(),
             Some(text) => text.parse().map_err(invalid)?,
         };
-        Ok(Self::new(FusionOptions { precision, target, cann_version }))
+        Ok(Self::new(FusionOptions {
+            precision,
+            target,
+            cann_version,
+        }))
     }
 
     /// Creates the pass directly.
@@ -93,7 +117,11 @@ pub fn analyze(module: &Module<'_>, options: &FusionOptions) -> Vec<Remark> {
                 Decision::Block(reasons) => Some(RemarkDecision::NotFused(reasons)),
             };
             if let Some(decision) = decision {
-                remarks.push(Remark { location: SourceLoc::from_location(operation.location()), function: function.clone(), decision });
+                remarks.push(Remark {
+                    location: SourceLoc::from_location(operation.location()),
+                    function: function.clone(),
+                    decision,
+                });
             }
         }
         WalkResult::Advance
@@ -112,7 +140,10 @@ impl Pass for FuseGmmFinalizePass {
 
     fn run(&self, context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
         let remarks = analyze(module, &self.options);
-        let planned = remarks.iter().filter(|r| matches!(r.decision, RemarkDecision::Fused(_))).count();
+        let planned = remarks
+            .iter()
+            .filter(|r| matches!(r.decision, RemarkDecision::Fused(_)))
+            .count();
 
         if planned > 0 {
             let errors: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -153,7 +184,10 @@ impl Pass for FuseGmmFinalizePass {
         for remark in &remarks {
             if let RemarkDecision::NotFused(reasons) = &remark.decision {
                 for reason in reasons {
-                    *outcome.statistics.entry(format!("not-fused:{}", reason.code())).or_default() += 1;
+                    *outcome
+                        .statistics
+                        .entry(format!("not-fused:{}", reason.code()))
+                        .or_default() += 1;
                 }
             }
             outcome.diagnostics.push(Diagnostic {
@@ -163,7 +197,9 @@ impl Pass for FuseGmmFinalizePass {
                 notes: Vec::new(),
             });
         }
-        outcome.statistics.insert("fused-ops-in-module".into(), fused_now as u64);
+        outcome
+            .statistics
+            .insert("fused-ops-in-module".into(), fused_now as u64);
         outcome.remarks = remarks;
         Ok(outcome)
     }
@@ -186,7 +222,9 @@ fn rewrite(operation: OperationRef<'_, '_>, options: FusionOptions, errors: Arc<
             let rewriter = unsafe { PatternRewriter::from_raw(raw_rewriter) };
             // Stateless: the decision is recomputed from the IR (the same function the analysis
             // used), so the pattern needs nothing from outside but the options.
-            let Decision::Fuse(plan) = decide(root, &options) else { return false };
+            let Decision::Fuse(plan) = decide(root, &options) else {
+                return false;
+            };
             let context_ref = root.context();
             // SAFETY: `context_ref` lives until the end of the callback (see `rewrite`).
             let context = unsafe { context_ref.to_ref() };

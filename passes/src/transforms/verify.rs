@@ -35,6 +35,10 @@ impl Pass for VerifyPass {
 
     fn run(&self, _context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
         let diagnostics = verify_module(module);
-        if diagnostics.is_empty() { Ok(PassOutcome::default()) } else { Err(PassError::Failed(diagnostics)) }
+        if diagnostics.is_empty() {
+            Ok(PassOutcome::default())
+        } else {
+            Err(PassError::Failed(diagnostics))
+        }
     }
 }
