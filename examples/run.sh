@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on the bundled example: build, verify and summarize the MoE layer module, then
+# fuse its grouped matmul + finalize pair and print the fused IR with the fusion remarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+gmmfr=./target/release/gmmfr
+example=examples/moe_layer.mlir
+
+echo "== verify: $example"
+"$gmmfr" verify "$example"
+echo
+echo "== fuse: gmmfr opt $example --pass-pipeline npu-fuse-gmm-finalize --remarks text --pass-statistics"
+"$gmmfr" opt "$example" --pass-pipeline npu-fuse-gmm-finalize --remarks text --pass-statistics
