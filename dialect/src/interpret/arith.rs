@@ -189,6 +189,40 @@ fn result_elem(exec: &mut Exec, op: OperationRef<'_, '_>) -> Result<ElemType, In
     }
 }
 
+/// What an elementwise op reads from its attributes and result type.
+#[derive(Clone, Copy, Debug)]
+pub struct ArithAttrs {
+    elem: ElemType,
+    flags: OverflowFlags,
+    predicate: Option<CmpPredicate>,
+}
+
+fn arith_attrs(exec: &mut Exec, op: OperationRef<'_, '_>, kind: ArithOp) -> Result<ArithAttrs, InterpretError> {
+    let key = op.to_raw().ptr.cast_const();
+    if let Some(attrs) = exec.arith_attrs.get(&key) {
+        return Ok(*attrs);
+    }
+    let elem = result_elem(exec, op)?;
+    let flags = match kind {
+        ArithOp::Int(_) | ArithOp::Cast(_) => overflow_flags(op)?,
+        _ => OverflowFlags::default(),
+    };
+    if matches!(kind, ArithOp::Float(_) | ArithOp::Cast(_)) {
+        check_float_attributes(op)?;
+    }
+    let predicate = match kind {
+        ArithOp::CmpI => {
+            let value = attrs::int(op, "predicate")
+                .ok_or_else(|| unsupported(op, "attribute 'predicate' is missing or not an integer"))?;
+            Some(CmpPredicate::from_i64(value).ok_or_else(|| unsupported(op, format!("cmpi predicate {value}")))?)
+        }
+        _ => None,
+    };
+    let attrs = ArithAttrs { elem, flags, predicate };
+    exec.arith_attrs.insert(key, attrs);
+    Ok(attrs)
+}
+
 /// Evaluates an elementwise `arith` op on scalars or tensors.
 pub fn elementwise(exec: &mut Exec, op: OperationRef<'_, '_>, kind: ArithOp) -> Result<RtValue, InterpretError> {
     let operands = exec.operands(op)?;
@@ -203,28 +237,15 @@ pub fn elementwise(exec: &mut Exec, op: OperationRef<'_, '_>, kind: ArithOp) -> 
             format!("expected {arity} operands, got {}", operands.len()),
         ));
     }
-    let elem = result_elem(exec, op)?;
+    let ArithAttrs { elem, flags, predicate } = arith_attrs(exec, op, kind)?;
     let result = match kind {
-        ArithOp::Int(int_op) => {
-            let flags = overflow_flags(op)?;
-            map_elementwise(&operands, elem, |s| scalar::int_binary(int_op, s[0], s[1], flags))
-        }
-        ArithOp::Float(float_op) => {
-            check_float_attributes(op)?;
-            map_elementwise(&operands, elem, |s| scalar::float_binary(float_op, s[0], s[1]))
-        }
-        ArithOp::Cast(cast) => {
-            check_float_attributes(op)?;
-            let flags = overflow_flags(op)?;
-            map_elementwise(&operands, elem, |s| scalar::cast(cast, s[0], elem, flags))
-        }
-        ArithOp::CmpI => {
-            let value = attrs::int(op, "predicate")
-                .ok_or_else(|| unsupported(op, "attribute 'predicate' is missing or not an integer"))?;
-            let predicate =
-                CmpPredicate::from_i64(value).ok_or_else(|| unsupported(op, format!("cmpi predicate {value}")))?;
-            map_elementwise(&operands, elem, |s| scalar::cmpi(predicate, s[0], s[1]))
-        }
+        ArithOp::Int(int_op) => map_elementwise(&operands, elem, |s| scalar::int_binary(int_op, s[0], s[1], flags)),
+        ArithOp::Float(float_op) => map_elementwise(&operands, elem, |s| scalar::float_binary(float_op, s[0], s[1])),
+        ArithOp::Cast(cast) => map_elementwise(&operands, elem, |s| scalar::cast(cast, s[0], elem, flags)),
+        ArithOp::CmpI => match predicate {
+            Some(predicate) => map_elementwise(&operands, elem, |s| scalar::cmpi(predicate, s[0], s[1])),
+            None => Err(Fault::Internal("cmpi without a predicate".into())),
+        },
         ArithOp::Select => match (&operands[0], &operands[1], &operands[2]) {
             // A scalar condition with tensor arms selects a whole tensor.
             (RtValue::Scalar(c), RtValue::Tensor(_), RtValue::Tensor(_)) => {

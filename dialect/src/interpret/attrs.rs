@@ -1,6 +1,7 @@
 //! Reading op attributes into plain Rust values. The only `unsafe` code of the interpreter is
 //! here: two `mlir_sys` calls melior 0.27.8 does not wrap, each in one helper.
 
+use super::types::TypeDesc;
 use super::value::{ElemType, IntType, MAX_ELEMENTS, Scalar};
 use half::{bf16, f16};
 use melior::ir::{
@@ -110,31 +111,42 @@ fn dense_16bit_words(attribute: DenseElementsAttribute<'_>, elem: ElemType) -> V
     if stored == 1 { vec![words[0]; len] } else { words }
 }
 
+/// Element `i` of a dense attribute of integer or f32 elements, through the accessor of the
+/// exact storage width (MLIR's accessors require it).
+fn stored_element(dense: &DenseElementsAttribute<'_>, elem: ElemType, i: usize) -> Result<Scalar, String> {
+    let value = match elem {
+        ElemType::Int(IntType::I1) => dense.bool_element(i).map(Scalar::bool),
+        ElemType::Int(IntType::I8) => dense.i8_element(i).map(|v| Scalar::Int(IntType::I8, i64::from(v))),
+        ElemType::Int(IntType::I32) => dense.i32_element(i).map(|v| Scalar::Int(IntType::I32, i64::from(v))),
+        ElemType::Int(IntType::I64) => dense.i64_element(i).map(|v| Scalar::Int(IntType::I64, v)),
+        // index elements are stored in 64 bits; the u64 is their two's complement pattern.
+        ElemType::Int(IntType::Index) => dense.index_element(i).map(|v| Scalar::Int(IntType::Index, v as i64)),
+        ElemType::F32 => dense.f32_element(i).map(Scalar::F32),
+        ElemType::Int(IntType::I4) | ElemType::F16 | ElemType::BF16 => {
+            return Err(format!(
+                "dense constants of {elem} elements are not read element by element"
+            ));
+        }
+    };
+    value.map_err(|e| format!("cannot read dense {elem} elements: {e}"))
+}
+
 /// Every element of a dense elements attribute whose element type is `elem`, in row-major
-/// order (a splat is expanded). Fails for element types it does not read (e.g. `i4`) and for
+/// order (a splat is expanded). Fails for element types it does not read (`i4`) and for
 /// attributes that are not plain dense elements (e.g. `dense_resource`).
 pub fn dense_values(attribute: Attribute<'_>, elem: ElemType) -> Result<Vec<Scalar>, String> {
     let dense = DenseElementsAttribute::try_from(attribute)
         .map_err(|_| format!("value {attribute} is not a dense elements attribute"))?;
+    match TypeDesc::of(attribute.r#type()) {
+        TypeDesc::Tensor { elem: stored, .. } if stored == elem => {}
+        other => return Err(format!("a value of type {} for a tensor of {elem}", other.name())),
+    }
     let len = dense.len();
     if len > MAX_ELEMENTS {
         return Err(format!(
             "the constant has {len} elements, above the interpreter's limit of {MAX_ELEMENTS}"
         ));
     }
-    let count = if dense.is_splat() { len.min(1) } else { len };
-    let read = |i: usize| -> Result<Scalar, melior::Error> {
-        Ok(match elem {
-            ElemType::Int(IntType::I1) => Scalar::bool(dense.bool_element(i)?),
-            ElemType::Int(IntType::I8) => Scalar::Int(IntType::I8, i64::from(dense.i8_element(i)?)),
-            ElemType::Int(IntType::I32) => Scalar::Int(IntType::I32, i64::from(dense.i32_element(i)?)),
-            ElemType::Int(IntType::I64) => Scalar::Int(IntType::I64, dense.i64_element(i)?),
-            ElemType::Int(IntType::Index) => Scalar::Int(IntType::Index, dense.index_element(i)? as i64),
-            ElemType::F32 => Scalar::F32(dense.f32_element(i)?),
-            // Read below from the raw words; never reached.
-            ElemType::F16 | ElemType::BF16 | ElemType::Int(IntType::I4) => Scalar::Uninit(elem),
-        })
-    };
     let values: Vec<Scalar> = match elem {
         ElemType::Int(IntType::I4) => {
             return Err("dense constants of i4 elements are not supported".into());
@@ -147,16 +159,10 @@ pub fn dense_values(attribute: Attribute<'_>, elem: ElemType) -> Result<Vec<Scal
             .into_iter()
             .map(|w| Scalar::BF16(bf16::from_bits(w)))
             .collect(),
-        _ => {
-            let stored = (0..count)
-                .map(read)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("cannot read dense {elem} elements: {e}"))?;
-            match stored.as_slice() {
-                [splat] if count < len => vec![*splat; len],
-                _ => stored,
-            }
-        }
+        _ if dense.is_splat() && len > 0 => vec![stored_element(&dense, elem, 0)?; len],
+        _ => (0..len)
+            .map(|i| stored_element(&dense, elem, i))
+            .collect::<Result<_, _>>()?,
     };
     if values.len() != len {
         return Err(format!(

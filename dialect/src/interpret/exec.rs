@@ -10,6 +10,7 @@ use crate::reference::EvalError;
 use melior::ir::{OperationRef, ValueLike, operation::OperationLike};
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 /// Every op the interpreter evaluates.
@@ -132,12 +133,43 @@ pub fn key<'c>(value: impl ValueLike<'c>) -> *const c_void {
     value.to_raw().ptr
 }
 
+/// A hasher for pointer keys (FxHash's mixing step): the keys are already well spread, and
+/// SipHash dominated the cost of `linalg.generic` bodies.
+#[derive(Default, Clone, Copy)]
+pub struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by MLIR object pointers (values, ops, types), unique while the module lives.
+pub type PtrMap<V> = HashMap<*const c_void, V, BuildHasherDefault<PtrHasher>>;
+
 /// SSA values and their runtime values.
 #[derive(Default)]
 pub struct Exec {
-    values: HashMap<*const c_void, RtValue>,
+    values: PtrMap<RtValue>,
     /// Decoded types.
     pub types: TypeCache,
+    /// Decoded attributes of the `arith` ops met so far, by op pointer (an op in a
+    /// `linalg.generic` body runs once per point).
+    pub arith_attrs: PtrMap<arith::ArithAttrs>,
 }
 
 impl Exec {
@@ -151,13 +183,14 @@ impl Exec {
         &self,
         op: OperationRef<'_, '_>,
         value: impl ValueLike<'c>,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> Result<RtValue, InterpretError> {
         self.values.get(&key(value)).cloned().ok_or_else(|| {
             unsupported(
                 op,
                 format!(
-                    "{what} is not a value the interpreter computed (defined outside the function, or by an op it skipped)"
+                    "{} is not a value the interpreter computed (defined outside the function, or by an op it skipped)",
+                    what()
                 ),
             )
         })
@@ -168,7 +201,7 @@ impl Exec {
         let value = op
             .operand(index)
             .map_err(|_| unsupported(op, format!("operand #{index} is missing")))?;
-        self.value(op, value, &format!("operand #{index}"))
+        self.value(op, value, || format!("operand #{index}"))
     }
 
     /// All operands of `op`.
@@ -267,7 +300,7 @@ impl Exec {
         for (index, value) in results.into_iter().enumerate() {
             let declared = self.result_type(op, index)?;
             declared
-                .check(&value, &format!("result #{index}"))
+                .check(&value, || format!("result #{index}"))
                 .map_err(|f| fault(op, f))?;
             let result = op
                 .result(index)

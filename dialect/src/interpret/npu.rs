@@ -29,7 +29,7 @@ impl<'o, 'c, 'a> Operands<'o, 'c, 'a> {
         let mut tensors = Vec::new();
         for decl in npu.schema.operands {
             let Some(value) = npu.operand(decl.name) else { continue };
-            let tensor = match exec.value(op, value, decl.name)? {
+            let tensor = match exec.value(op, value, || format!("operand '{}'", decl.name))? {
                 RtValue::Tensor(t) => t,
                 RtValue::Scalar(s) => {
                     return Err(unsupported(

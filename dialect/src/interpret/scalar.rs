@@ -2,9 +2,11 @@
 //!
 //! Integer results wrap at the exact width of their type. Division or remainder by zero and
 //! signed division overflow (undefined behaviour in MLIR) are errors, as is an overflow under
-//! an `nsw`/`nuw` flag (a poison result). `f16`/`bf16` arithmetic is computed in f32 and
-//! rounded once to nearest-even: f32 carries more than twice the precision plus two bits of
-//! either type, so this equals the correctly rounded result of the op in that type.
+//! an `nsw`/`nuw` flag (a poison result). `f16`/`bf16` arithmetic is computed in f32, then
+//! rounded to the type, to nearest-even. f32 carries at least 2p + 2 bits for either type's p, so this
+//! double rounding equals the correctly rounded op in that type (Figueroa's bound for +, -, *,
+//! /); the one case the bound does not cover is a bf16 quotient in the subnormal range, where
+//! f32 is subnormal too.
 
 use super::error::Fault;
 use super::value::{ElemType, IntType, Scalar};

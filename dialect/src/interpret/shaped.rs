@@ -231,8 +231,8 @@ impl Slice {
             });
         }
         let mut sizes = Vec::with_capacity(rank);
-        for dim in 0..rank {
-            let (offset, size, stride, extent) = (self.offsets[dim], self.sizes[dim], self.strides[dim], shape[dim]);
+        for (dim, &extent) in shape.iter().enumerate() {
+            let (offset, size, stride) = (self.offsets[dim], self.sizes[dim], self.strides[dim]);
             let out = || Fault::SliceOutOfBounds {
                 dim,
                 offset,

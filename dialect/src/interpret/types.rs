@@ -2,13 +2,12 @@
 //! something it does not handle.
 
 use super::error::Fault;
+use super::exec::PtrMap;
 use super::value::{ElemType, RtValue};
 use melior::ir::{
     Type, TypeLike,
     r#type::{DimSize, RankedTensorType, ShapedTypeLike},
 };
-use std::collections::HashMap;
-use std::ffi::c_void;
 
 /// A decoded MLIR type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +72,7 @@ impl TypeDesc {
     }
 
     /// Checks that a runtime value has this type.
-    pub fn check(&self, value: &RtValue, what: &str) -> Result<(), Fault> {
+    pub fn check(&self, value: &RtValue, what: impl FnOnce() -> String) -> Result<(), Fault> {
         let ok = match (self, value) {
             (TypeDesc::Scalar(elem), RtValue::Scalar(s)) => s.elem() == *elem,
             (TypeDesc::Tensor { elem, dims }, RtValue::Tensor(t)) => {
@@ -85,7 +84,7 @@ impl TypeDesc {
             Ok(())
         } else {
             Err(Fault::Type {
-                what: what.to_string(),
+                what: what(),
                 expected: self.name(),
                 actual: value.type_name(),
             })
@@ -97,7 +96,7 @@ impl TypeDesc {
 /// `linalg.generic` is decoded once.
 #[derive(Default)]
 pub struct TypeCache {
-    types: HashMap<*const c_void, TypeDesc>,
+    types: PtrMap<TypeDesc>,
 }
 
 impl TypeCache {

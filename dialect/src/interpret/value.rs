@@ -217,9 +217,10 @@ impl fmt::Display for Scalar {
 
 /// Row-major strides of a shape.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![1; shape.len()];
+    let mut strides = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
+        // Saturates only for shapes with a zero dim (no element is ever addressed then).
+        strides[i] = strides[i + 1].saturating_mul(shape[i + 1]);
     }
     strides
 }
@@ -320,17 +321,11 @@ impl TensorValue {
 
     /// The flat offset of a multi-index, or `None` when it is out of range.
     pub fn offset_of(&self, index: &[usize]) -> Option<usize> {
-        if index.len() != self.shape.len() {
+        if index.len() != self.shape.len() || index.iter().zip(&self.shape).any(|(&i, &d)| i >= d) {
             return None;
         }
-        let mut offset = 0usize;
-        for (&i, &d) in index.iter().zip(&self.shape) {
-            if i >= d {
-                return None;
-            }
-            offset = offset * d + i;
-        }
-        Some(offset)
+        // In range everywhere: every dim is >= 1, so the offset is below the element count.
+        Some(index.iter().zip(&self.shape).fold(0, |offset, (&i, &d)| offset * d + i))
     }
 
     /// Converts a [`Tensor`]; every dtype has an element type.
