@@ -31,3 +31,13 @@ pub fn producer<'c, 'a>(value: Value<'c, 'a>) -> Option<(OperationRef<'c, 'a>, u
 pub fn producer_name(value: Value<'_, '_>) -> Option<String> {
     producer(value).map(|(op, _)| op.name().as_string_ref().as_str().unwrap_or("").to_string())
 }
+
+/// Removes `op` from its block and destroys it. The op must have no remaining uses.
+pub fn erase(op: OperationRef<'_, '_>) {
+    // SAFETY: `op` is live and owned by its block; removing it transfers ownership to us, and
+    // destroying it ends its life. Callers guarantee nothing uses its results any more.
+    unsafe {
+        mlir_sys::mlirOperationRemoveFromParent(op.to_raw());
+        mlir_sys::mlirOperationDestroy(op.to_raw());
+    }
+}

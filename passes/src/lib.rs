@@ -1,6 +1,7 @@
 //! Passes over the `npu` dialect. Each pass lives in its own file, has a command-line name, a
 //! one-line summary and a description, and is registered in [`registry`].
 
+pub mod conversions;
 pub mod pass;
 pub mod registry;
 pub mod transforms;

@@ -1,11 +1,12 @@
 //! Every pass, registered in one place.
 
 use crate::pass::{Pass, PassError, PassInfo, PassOptions};
+use crate::conversions::npu_to_aclnn;
 use crate::transforms::{check_ascend_profile, fuse_gmm_finalize, verify};
 
 /// The descriptions of every registered pass, in a stable order.
 pub fn registry() -> &'static [&'static PassInfo] {
-    &[&verify::INFO, &check_ascend_profile::INFO, &fuse_gmm_finalize::INFO]
+    &[&verify::INFO, &check_ascend_profile::INFO, &fuse_gmm_finalize::INFO, &npu_to_aclnn::INFO]
 }
 
 /// Whether `name` is one of our passes (as opposed to an upstream MLIR pass).
@@ -21,6 +22,7 @@ pub fn create(name: &str, options: &PassOptions) -> Result<Box<dyn Pass>, PassEr
             Box::new(check_ascend_profile::CheckAscendProfilePass::create(options)?)
         }
         n if n == fuse_gmm_finalize::INFO.name => Box::new(fuse_gmm_finalize::FuseGmmFinalizePass::create(options)?),
+        n if n == npu_to_aclnn::INFO.name => Box::new(npu_to_aclnn::LowerToAclnnPass::create(options)?),
         other => return Err(PassError::Unknown(other.to_string())),
     })
 }

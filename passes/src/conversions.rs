@@ -1,0 +1,5 @@
+//! Lowerings from the `npu` dialect to other dialects, one pass per file, named
+//! `<from>_to_<to>` after the dialects they connect.
+
+pub mod aclnn_abi;
+pub mod npu_to_aclnn;
