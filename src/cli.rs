@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and the subcommands. Exit codes: 0 success,
 //! 1 input error, 2 usage error.
 
+mod compile;
 mod opt;
 mod passes;
 mod run_case;
@@ -27,6 +28,8 @@ enum Command {
     RunCase(run_case::Args),
     /// List every registered pass with its summary.
     Passes(passes::Args),
+    /// Lower a module for a target and write an object file or LLVM IR.
+    Compile(compile::Args),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::RunCase(args) => run_case::run(args),
         Command::Passes(args) => passes::run(args),
+        Command::Compile(args) => compile::run(args),
     };
     match result {
         Ok(code) => code,

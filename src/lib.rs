@@ -15,7 +15,9 @@
 pub mod case_module;
 pub mod driver;
 pub mod error;
+pub mod jit;
 pub mod models;
+pub mod object;
 pub mod pipeline;
 pub mod summary;
 
