@@ -22,7 +22,8 @@ pub struct Args {
     /// Print pass statistics to stderr.
     #[arg(long)]
     pass_statistics: bool,
-    /// Print fusion remarks (one per candidate pair) to stderr, as text or as a JSON array.
+    /// Print remarks to stderr: every pass's as text, or the fusion remarks (one per candidate
+    /// pair) as a JSON array.
     #[arg(long, value_enum)]
     remarks: Option<RemarksFormat>,
     /// Output file (default: standard output).
@@ -70,8 +71,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         }
         match args.remarks {
             Some(RemarksFormat::Text) => {
-                for remark in &report.remarks {
-                    eprintln!("{}", remark.to_text());
+                for remark in report.diagnostics.iter().filter(|d| d.severity == gmmfr_dialect::diagnostics::Severity::Remark) {
+                    eprintln!("{remark}");
                 }
             }
             Some(RemarksFormat::Json) => {
