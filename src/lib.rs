@@ -16,6 +16,7 @@ pub mod case_module;
 pub mod driver;
 pub mod error;
 pub mod jit;
+pub mod loops_run;
 pub mod models;
 pub mod object;
 pub mod pipeline;

@@ -31,14 +31,12 @@ fn run_case(dir: &Path, out: &Path) -> std::process::Output {
         .unwrap()
 }
 
-// Valid cases match expected.npy and write the output; invalid ones exit 1 with a message.
-#[test]
-fn every_public_case_is_reproduced_or_rejected() {
+fn check_every_case(target: &str) {
     let scratch = tempfile::tempdir().unwrap();
     for dir in cases() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let out_path = scratch.path().join(format!("{name}.npy"));
-        let output = run_case(&dir, &out_path);
+        let output = run_case_on(target, &dir, &out_path);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         if dir.join("expect_error").exists() || !dir.join("expected.npy").exists() {
@@ -61,6 +59,20 @@ fn every_public_case_is_reproduced_or_rejected() {
             assert_eq!(written.shape(), expected.shape(), "{name}: -o wrote another shape");
         }
     }
+}
+
+// Valid cases match expected.npy through the reference semantics and write the output; invalid
+// ones exit 1 with a message.
+#[test]
+fn every_public_case_is_reproduced_or_rejected() {
+    check_every_case("reference");
+}
+
+// The same through the JIT-compiled loop nest: valid cases match, and the generated code's own
+// precondition checks turn the invalid ones into messages (no out-of-bounds write).
+#[test]
+fn every_public_case_runs_on_the_loop_target() {
+    check_every_case("loops");
 }
 
 // The two invalid public cases name the exact precondition that fails.

@@ -2,4 +2,6 @@
 //! `<from>_to_<to>` after the dialects they connect.
 
 pub mod aclnn_abi;
+pub mod gmmfr_loop_kernel;
 pub mod npu_to_aclnn;
+pub mod npu_to_loops;

@@ -1,12 +1,12 @@
 //! Every pass, registered in one place.
 
 use crate::pass::{Pass, PassError, PassInfo, PassOptions};
-use crate::conversions::npu_to_aclnn;
+use crate::conversions::{npu_to_aclnn, npu_to_loops};
 use crate::transforms::{check_ascend_profile, fuse_gmm_finalize, verify};
 
 /// The descriptions of every registered pass, in a stable order.
 pub fn registry() -> &'static [&'static PassInfo] {
-    &[&verify::INFO, &check_ascend_profile::INFO, &fuse_gmm_finalize::INFO, &npu_to_aclnn::INFO]
+    &[&verify::INFO, &check_ascend_profile::INFO, &fuse_gmm_finalize::INFO, &npu_to_aclnn::INFO, &npu_to_loops::INFO]
 }
 
 /// Whether `name` is one of our passes (as opposed to an upstream MLIR pass).
@@ -23,6 +23,7 @@ pub fn create(name: &str, options: &PassOptions) -> Result<Box<dyn Pass>, PassEr
         }
         n if n == fuse_gmm_finalize::INFO.name => Box::new(fuse_gmm_finalize::FuseGmmFinalizePass::create(options)?),
         n if n == npu_to_aclnn::INFO.name => Box::new(npu_to_aclnn::LowerToAclnnPass::create(options)?),
+        n if n == npu_to_loops::INFO.name => Box::new(npu_to_loops::LowerToLoopsPass::create(options)?),
         other => return Err(PassError::Unknown(other.to_string())),
     })
 }

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 pub enum Target {
     /// The reference semantics (dialect/src/reference).
     Reference,
+    /// The CPU loop nest (npu-lower-to-loops), JIT-compiled.
+    Loops,
 }
 
 /// Relative tolerance (to the output's max magnitude) for the comparison with expected.npy.
@@ -48,6 +50,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 source,
             })?
         }
+        Target::Loops => gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir)?,
     };
     if let Some(path) = &args.output {
         gmmfr_dialect::npy::write_npy(path, &out).map_err(|e| Error::Write {

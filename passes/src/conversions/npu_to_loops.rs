@@ -1,0 +1,184 @@
+//! `npu-lower-to-loops`: lower `npu.grouped_matmul_finalize_routing` to a tiled, vectorized loop
+//! nest on memrefs (see [`super::gmmfr_loop_kernel`]) that the standard MLIR pipeline takes to
+//! LLVM. Each op becomes `bufferization.to_buffer` of its operands, a call of its kernel on a
+//! fresh output buffer, and `bufferization.to_tensor` of that buffer; one-shot bufferization
+//! then removes the bridges.
+
+use super::gmmfr_loop_kernel::{KernelSpec, STATUS_GLOBAL, kernel_text};
+use crate::pass::{Pass, PassError, PassInfo, PassOptions, PassOutcome, check_option_names};
+use gmmfr_dialect::context::NpuContext;
+use gmmfr_dialect::diagnostics::Diagnostic;
+use gmmfr_dialect::location::SourceLoc;
+use gmmfr_dialect::op_view::{AttrValue, NpuOp};
+use gmmfr_dialect::scenario::Scenario;
+use gmmfr_dialect::schema;
+use melior::ir::{
+    Attribute, BlockLike, Identifier, Module, OperationRef, Type, Value, ValueLike,
+    attribute::FlatSymbolRefAttribute,
+    operation::{OperationBuilder, OperationLike, WalkOrder, WalkResult},
+};
+use std::fmt::Write;
+
+/// The pass's description.
+pub const INFO: PassInfo = PassInfo {
+    name: "npu-lower-to-loops",
+    summary: "Lower npu.grouped_matmul_finalize_routing to a vectorized loop nest on memrefs (CPU target)",
+    description: "Replaces each fused op (A8W8 with the NZ weight read in place, A8W4, non-quantized; static \
+                  shapes) by a call of a generated kernel: runtime preconditions checked before any write \
+                  (first failure recorded in the @__gmmfr_status global, read by @gmmfr_read_status), zero \
+                  init and the shared-input slice, then a parallel loop over output-column blocks in which \
+                  each expert's rows are multiplied, dequantized, weighted and scatter-added without the \
+                  (m, n) intermediate going to memory. Deterministic: contributions to an output row are \
+                  added in increasing row order.",
+    options: &[],
+};
+
+/// The loop lowering.
+pub struct LowerToLoopsPass;
+
+impl LowerToLoopsPass {
+    /// Creates the pass from pipeline options (it has none).
+    pub fn create(options: &PassOptions) -> Result<Self, PassError> {
+        check_option_names(&INFO, options)?;
+        Ok(Self)
+    }
+}
+
+/// The host-visible function that copies the status out and resets it.
+pub const READ_STATUS: &str = "gmmfr_read_status";
+
+fn fail(location: SourceLoc, message: String) -> PassError {
+    PassError::Failed(vec![Diagnostic::error(location, message)])
+}
+
+impl Pass for LowerToLoopsPass {
+    fn info(&self) -> &'static PassInfo {
+        &INFO
+    }
+
+    fn run(&self, context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
+        let mut ops = Vec::new();
+        module.as_operation().walk(WalkOrder::PreOrder, |op| {
+            if op.name().as_string_ref().as_str() == Ok(schema::GMMFR.name) {
+                // SAFETY: the refs stay valid while the module is alive and unmodified, which
+                // holds until the rewrite loop below, which handles each op once.
+                ops.push(unsafe { OperationRef::from_raw(op.to_raw()) });
+            }
+            WalkResult::Advance
+        });
+        let mut outcome = PassOutcome::default();
+        outcome.statistics.insert("lowered".into(), ops.len() as u64);
+        if ops.is_empty() {
+            return Ok(outcome);
+        }
+        let mut kernels = String::new();
+        let mut plans = Vec::new();
+        for (index, op) in ops.iter().enumerate() {
+            let location = SourceLoc::from_location(op.location());
+            let view = NpuOp::new(*op).ok().flatten().ok_or_else(|| fail(location.clone(), "malformed fused op".into()))?;
+            let operands: Vec<_> = schema::GMMFR.operands.iter().filter_map(|d| view.operand_info(d.name).map(|i| (d.name, i))).collect();
+            let out = view.result_info(0).ok_or_else(|| fail(location.clone(), "fused op without a result".into()))?;
+            if operands.iter().any(|(_, i)| i.dims.contains(&None)) || out.dims.contains(&None) {
+                return Err(fail(location, format!("'{}' op: the loop lowering needs static shapes", schema::GMMFR.name)));
+            }
+            let (Some(x), Some(w)) = (view.operand_info("x"), view.operand_info("w")) else {
+                return Err(fail(location, "fused op without x or w".into()));
+            };
+            let scenario = Scenario::classify(&x, &w).ok_or_else(|| fail(location.clone(), "unclassified fused op".into()))?;
+            let int = |name: &str| match view.attribute(name).map(AttrValue::of) {
+                Some(AttrValue::Int { value, .. }) => value,
+                _ => 0,
+            };
+            let spec = KernelSpec {
+                name: format!("__gmmfr_loops_{index}"),
+                scenario,
+                operands,
+                out,
+                shared_input_weight: match view.attribute("shared_input_weight").map(AttrValue::of) {
+                    Some(AttrValue::Float { value, .. }) => value as f32,
+                    _ => 1.0,
+                },
+                shared_input_offset: int("shared_input_offset"),
+                group_list_type: int("group_list_type"),
+            };
+            kernels.push_str(&kernel_text(&spec));
+            plans.push((*op, spec));
+        }
+        let mut text = String::from("module {\n");
+        let _ = writeln!(text, "memref.global \"private\" @{STATUS_GLOBAL} : memref<4xi64> = dense<0>");
+        let _ = writeln!(
+            text,
+            "func.func @{READ_STATUS}(%dst: memref<4xi64>) attributes {{llvm.emit_c_interface}} {{\n  %g = memref.get_global @{STATUS_GLOBAL} : memref<4xi64>\n  memref.copy %g, %dst : memref<4xi64> to memref<4xi64>\n  %z = arith.constant 0 : i64\n  linalg.fill ins(%z : i64) outs(%g : memref<4xi64>)\n  return\n}}"
+        );
+        text.push_str(&kernels);
+        text.push_str("}\n");
+        let generated = gmmfr_dialect::parse::parse_source(context, &text, "<npu-lower-to-loops>").map_err(|e| {
+            fail(SourceLoc::Unknown, format!("internal error: the generated loop nest does not parse: {e}"))
+        })?;
+
+        for (op, spec) in &plans {
+            replace_with_call(context, *op, spec).map_err(|m| fail(SourceLoc::from_location(op.location()), m))?;
+        }
+        let body = module.body();
+        let mut next = generated.body().first_operation();
+        while let Some(op) = next {
+            // SAFETY: `op` is a live op of `generated`; the clone is an unparented deep copy.
+            body.append_operation(unsafe { op.to_ref() }.clone());
+            next = op.next_in_block();
+        }
+        Ok(outcome)
+    }
+}
+
+/// `to_buffer` each operand, call the kernel on a new output buffer, `to_tensor` the result.
+fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, spec: &KernelSpec) -> Result<(), String> {
+    let ctx = context.mlir();
+    let location = op.location();
+    let view = NpuOp::new(op).ok().flatten().ok_or("malformed op")?;
+    let block = op.block().ok_or("op outside a block")?;
+    let parse_type = |text: &str| Type::parse(ctx, text).ok_or_else(|| format!("cannot build type {text}"));
+    let unit = |name: &str| (Identifier::new(ctx, name), Attribute::unit(ctx));
+    let types = spec.parameter_types();
+    let mut buffers: Vec<Value<'_, '_>> = Vec::new();
+    for ((name, _), memref_type) in spec.operands.iter().zip(&types) {
+        let tensor = view.operand(name).ok_or("missing operand")?;
+        let to_buffer = OperationBuilder::new("bufferization.to_buffer", location)
+            .add_operands(&[tensor])
+            .add_results(&[parse_type(memref_type)?])
+            .add_attributes(&[unit("read_only")])
+            .build()
+            .map_err(|e| e.to_string())?;
+        let to_buffer = block.insert_operation_before(op, to_buffer);
+        buffers.push(to_buffer.result(0).map_err(|e| e.to_string())?.into());
+    }
+    let out_type = parse_type(types.last().ok_or("no output type")?)?;
+    let alloc = OperationBuilder::new("memref.alloc", location)
+        .add_results(&[out_type])
+        .add_attributes(&[(Identifier::new(ctx, "operandSegmentSizes"), Attribute::parse(ctx, "array<i32: 0, 0>").ok_or("attr")?)])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let alloc = block.insert_operation_before(op, alloc);
+    let out_buffer: Value = alloc.result(0).map_err(|e| e.to_string())?.into();
+    buffers.push(out_buffer);
+    let call = OperationBuilder::new("func.call", location)
+        .add_operands(&buffers)
+        .add_attributes(&[(Identifier::new(ctx, "callee"), FlatSymbolRefAttribute::new(ctx, &spec.name).into())])
+        .build()
+        .map_err(|e| e.to_string())?;
+    block.insert_operation_before(op, call);
+    let result_type = op.result(0).map_err(|e| e.to_string())?.r#type();
+    let to_tensor = OperationBuilder::new("bufferization.to_tensor", location)
+        .add_operands(&[out_buffer])
+        .add_results(&[result_type])
+        .add_attributes(&[unit("restrict"), unit("writable")])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let to_tensor = block.insert_operation_before(op, to_tensor);
+    let old: Value = op.result(0).map_err(|e| e.to_string())?.into();
+    let new: Value = to_tensor.result(0).map_err(|e| e.to_string())?.into();
+    // SAFETY: both values are live in the same block; every use of the old result moves to the
+    // new one before the op is erased.
+    unsafe { mlir_sys::mlirValueReplaceAllUsesOfWith(old.to_raw(), new.to_raw()) };
+    gmmfr_dialect::graph::erase(op);
+    Ok(())
+}

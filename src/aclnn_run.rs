@@ -1,0 +1,92 @@
+//! Running a case through the aclnn lowering and the ABI-faithful emulator: the module is
+//! lowered to the two-phase aclnn call, JIT-compiled, linked against the emulator's C functions
+//! and called with the case's buffers as device pointers.
+
+use crate::error::Error;
+use crate::jit::Jit;
+use crate::{Compiler, RunOptions, case_module};
+use gmmfr_aclnn_emu::{Release, set_release, symbols};
+use gmmfr_dialect::profile::CannVersion;
+use gmmfr_dialect::reference::{GmmfrAttrs, GmmfrOperands};
+use gmmfr_dialect::tensor::{Buffer, Tensor};
+use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
+
+/// What happened.
+pub enum AclnnOutcome {
+    /// The call returned 0 and wrote this output.
+    Ran(Tensor),
+    /// The call returned a non-zero aclnn status.
+    Status(i32),
+    /// The op was not lowered (outside the profile, or no kernel); the remarks say why.
+    NotLowered(Vec<String>),
+}
+
+fn data_pointer(tensor: &Tensor) -> *mut () {
+    match tensor.buffer() {
+        Buffer::I8(v) => v.as_ptr() as *mut (),
+        Buffer::I32(v) => v.as_ptr() as *mut (),
+        Buffer::I64(v) => v.as_ptr() as *mut (),
+        Buffer::F16(v) => v.as_ptr() as *mut (),
+        Buffer::BF16(v) => v.as_ptr() as *mut (),
+        Buffer::F32(v) => v.as_ptr() as *mut (),
+    }
+}
+
+/// Lowers the fused op of a case to aclnn and runs it on the emulator of `version`.
+pub fn run_case(compiler: &Compiler, operands: &GmmfrOperands<'_>, attrs: &GmmfrAttrs, source_name: &str, version: CannVersion) -> Result<AclnnOutcome, Error> {
+    let source = case_module::case_source(operands, attrs);
+    let mut module = compiler.load_source(&source, source_name)?;
+    let pipeline = format!("npu-lower-to-aclnn{{cann-version={version}}}");
+    let report = compiler.run_pipeline(&mut module, &pipeline, &RunOptions::default())?;
+    let mut still_fused = false;
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        still_fused |= op.name().as_string_ref().as_str() == Ok(gmmfr_dialect::schema::GMMFR.name);
+        WalkResult::Advance
+    });
+    if still_fused {
+        return Ok(AclnnOutcome::NotLowered(report.diagnostics.iter().map(|d| d.message.clone()).collect()));
+    }
+
+    set_release(match version {
+        CannVersion::Older => Release::Older,
+        CannVersion::Newer => Release::Newer,
+    });
+    let jit = Jit::new(&module, &symbols())?;
+    let present: Vec<&Tensor> = [
+        Some(operands.x),
+        Some(operands.w),
+        Some(operands.group_list),
+        operands.scale,
+        operands.bias,
+        operands.offset,
+        operands.pertoken_scale,
+        operands.shared_input,
+        operands.logit,
+        Some(operands.row_index),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let m = operands.x.shape().first().copied().unwrap_or(0);
+    let rows = if attrs.output_bs > 0 { attrs.output_bs as usize } else { m };
+    let n = operands.scale.and_then(|s| s.shape().last().copied()).unwrap_or(0);
+    let mut out = vec![0f32; rows * n];
+    let mut pointers: Vec<*mut ()> = present.iter().map(|t| data_pointer(t)).collect();
+    pointers.push(out.as_mut_ptr() as *mut ());
+    // The emulator runs synchronously; any non-null handle stands for the stream.
+    let mut stream_storage = 0u64;
+    pointers.push(&mut stream_storage as *mut u64 as *mut ());
+    let mut status: i32 = -1;
+    let mut arguments: Vec<*mut ()> = pointers.iter_mut().map(|p| p as *mut *mut () as *mut ()).collect();
+    arguments.push(&mut status as *mut i32 as *mut ());
+    // SAFETY: the lowered function takes one pointer per present operand (in declaration order,
+    // as case_source declares them), the output pointer and the stream, and returns an i32; each
+    // buffer matches the static type the module was built from, and all outlive the call.
+    unsafe { jit.invoke_packed(case_module::ENTRY, &mut arguments)? };
+    if status != 0 {
+        return Ok(AclnnOutcome::Status(status));
+    }
+    Tensor::from_f32(vec![rows, n], out)
+        .map(AclnnOutcome::Ran)
+        .map_err(|e| Error::Write { path: source_name.to_string(), message: e.to_string() })
+}
