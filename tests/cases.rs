@@ -17,18 +17,15 @@ fn cases() -> Vec<PathBuf> {
     dirs
 }
 
-fn run_case(dir: &Path, out: &Path) -> std::process::Output {
+fn run_case_on(target: &str, dir: &Path, out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gmmfr"))
-        .args([
-            "run-case",
-            dir.to_str().unwrap(),
-            "--target",
-            "reference",
-            "-o",
-            out.to_str().unwrap(),
-        ])
+        .args(["run-case", dir.to_str().unwrap(), "--target", target, "-o", out.to_str().unwrap()])
         .output()
         .unwrap()
+}
+
+fn run_case(dir: &Path, out: &Path) -> std::process::Output {
+    run_case_on("reference", dir, out)
 }
 
 fn check_every_case(target: &str) {
