@@ -3,7 +3,7 @@
 # links against. Idempotent: when everything is there it only checks (well under a second).
 set -euo pipefail
 
-packages=(llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev clang-22 libpolly-22-dev
+packages=(llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev clang-22 libpolly-22-dev libomp-22-dev
           libzstd-dev zlib1g-dev libxml2-dev libz3-dev)
 
 missing=()

@@ -13,13 +13,14 @@ use melior::ir::{
     operation::{OperationLike, WalkOrder, WalkResult},
 };
 
-/// Every op that is not in the LLVM dialect (the module op aside), as located errors.
+/// Every op that is not in the LLVM (or OpenMP) dialect (the module op aside), as located errors.
 pub fn unlowered_ops(module: &Module<'_>) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
         let name = op.name();
         let name = name.as_string_ref().as_str().unwrap_or("?");
-        if name != "builtin.module" && !name.starts_with("llvm.") {
+        // OpenMP ops are translated to LLVM IR directly (after convert-openmp-to-llvm).
+        if name != "builtin.module" && !name.starts_with("llvm.") && !name.starts_with("omp.") {
             found.push(Diagnostic::error(
                 SourceLoc::from_location(op.location()),
                 format!("'{name}' op is not lowered to the LLVM dialect"),
@@ -39,11 +40,24 @@ impl Jit {
     /// Compiles a fully lowered module and registers `symbols` (C name, address) for the external
     /// functions it calls.
     pub fn new(module: &Module<'_>, symbols: &[(&str, *mut ())]) -> Result<Self, Error> {
+        Self::with_libraries(module, symbols, &[])
+    }
+
+    /// Like [`Jit::new`], also loading shared libraries (paths) the module calls into.
+    pub fn with_libraries(module: &Module<'_>, symbols: &[(&str, *mut ())], libraries: &[&str]) -> Result<Self, Error> {
         let left = unlowered_ops(module);
         if !left.is_empty() {
             return Err(Error::Invalid(left));
         }
-        let engine = ExecutionEngine::new(module, 2, &[], false, false);
+        for library in libraries {
+            if !std::path::Path::new(library).exists() {
+                return Err(Error::Setup(format!("{library} is missing; run ./setup.sh")));
+            }
+        }
+        // The engine wants NUL-terminated paths.
+        let terminated: Vec<String> = libraries.iter().map(|l| format!("{l}\0")).collect();
+        let paths: Vec<&str> = terminated.iter().map(String::as_str).collect();
+        let engine = ExecutionEngine::new(module, 2, &paths, false, false);
         for (name, address) in symbols {
             // SAFETY: each address is a function with the C signature the module declares for
             // `name` (the emulator's exports are declared from the same ABI table).

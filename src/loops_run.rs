@@ -12,11 +12,21 @@ use gmmfr_dialect::tensor::{Buffer, Tensor};
 use gmmfr_passes::conversions::gmmfr_loop_kernel::status;
 use gmmfr_passes::conversions::npu_to_loops::READ_STATUS;
 
-/// The upstream pipeline from bufferizable tensor IR to the LLVM dialect.
-pub const TO_LLVM: &str = "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},\
-func.func(convert-linalg-to-loops),convert-vector-to-scf,convert-scf-to-cf,lower-affine,expand-strided-metadata,\
-finalize-memref-to-llvm,convert-vector-to-llvm,convert-arith-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,\
-convert-index-to-llvm,reconcile-unrealized-casts";
+/// Where the OpenMP runtime that multi-threaded kernels call lives (Debian's libomp-22-dev).
+pub const OPENMP_RUNTIME: &str = "/usr/lib/llvm-22/lib/libomp.so";
+
+/// The upstream pipeline from bufferizable tensor IR to the LLVM dialect. With more than one
+/// thread, the kernels' parallel loops over output-column blocks become OpenMP work-sharing loops.
+pub fn to_llvm(threads: usize) -> String {
+    let openmp = if threads > 1 { format!("convert-scf-to-openmp{{num-threads={threads}}},canonicalize,") } else { String::new() };
+    format!(
+        "one-shot-bufferize{{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}},\
+         func.func(convert-linalg-to-loops),convert-vector-to-scf,{openmp}convert-scf-to-cf,lower-affine,\
+         expand-strided-metadata,finalize-memref-to-llvm,convert-vector-to-llvm,convert-arith-to-llvm,\
+         convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm,{}reconcile-unrealized-casts",
+        if threads > 1 { "convert-openmp-to-llvm," } else { "" }
+    )
+}
 
 /// A memref descriptor laid out as MLIR's C interface expects: allocated and aligned pointers,
 /// offset, sizes, strides (all 8-byte words).
@@ -70,11 +80,18 @@ fn status_message(words: &[i64; 4]) -> String {
 }
 
 /// Lowers the fused op of a case to loops, JIT-compiles and runs it.
-pub fn run_case(compiler: &Compiler, operands: &GmmfrOperands<'_>, attrs: &GmmfrAttrs, source_name: &str) -> Result<Tensor, Error> {
+pub fn run_case(
+    compiler: &Compiler,
+    operands: &GmmfrOperands<'_>,
+    attrs: &GmmfrAttrs,
+    source_name: &str,
+    threads: usize,
+) -> Result<Tensor, Error> {
     let source = case_module::case_source(operands, attrs);
     let mut module = compiler.load_source(&source, source_name)?;
-    compiler.run_pipeline(&mut module, &format!("npu-lower-to-loops,{TO_LLVM}"), &RunOptions::default())?;
-    let jit = Jit::new(&module, &[])?;
+    compiler.run_pipeline(&mut module, &format!("npu-lower-to-loops,{}", to_llvm(threads)), &RunOptions::default())?;
+    let libraries: &[&str] = if threads > 1 { &[OPENMP_RUNTIME] } else { &[] };
+    let jit = Jit::with_libraries(&module, &[], libraries)?;
 
     let present: Vec<&Tensor> = [
         Some(operands.x),

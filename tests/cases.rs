@@ -18,8 +18,9 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn run_case_on(target: &str, dir: &Path, out: &Path) -> std::process::Output {
+    let (target, threads) = target.split_once(':').unwrap_or((target, "1"));
     Command::new(env!("CARGO_BIN_EXE_gmmfr"))
-        .args(["run-case", dir.to_str().unwrap(), "--target", target, "-o", out.to_str().unwrap()])
+        .args(["run-case", dir.to_str().unwrap(), "--target", target, "--threads", threads, "-o", out.to_str().unwrap()])
         .output()
         .unwrap()
 }
@@ -69,7 +70,13 @@ fn every_public_case_is_reproduced_or_rejected() {
 // precondition checks turn the invalid ones into messages (no out-of-bounds write).
 #[test]
 fn every_public_case_runs_on_the_loop_target() {
-    check_every_case("loops");
+    check_every_case("loops:1");
+}
+
+// And with two threads (OpenMP work-sharing over output-column blocks).
+#[test]
+fn every_public_case_runs_on_the_loop_target_with_two_threads() {
+    check_every_case("loops:2");
 }
 
 // The two invalid public cases name the exact precondition that fails.

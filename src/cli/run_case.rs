@@ -26,6 +26,9 @@ pub struct Args {
     /// Where to run it.
     #[arg(long, value_enum, default_value = "reference")]
     target: Target,
+    /// Threads for the loop target (parallel over output-column blocks).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Write the output here as .npy.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -50,7 +53,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 source,
             })?
         }
-        Target::Loops => gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir)?,
+        Target::Loops => gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir, usize::from(args.threads))?,
     };
     if let Some(path) = &args.output {
         gmmfr_dialect::npy::write_npy(path, &out).map_err(|e| Error::Write {
