@@ -1,9 +1,11 @@
 //! Command-line interface: argument parsing and the subcommands. Exit codes: 0 success,
 //! 1 input error, 2 usage error.
 
+mod analyze;
 mod compile;
 mod opt;
 mod passes;
+mod run;
 mod run_case;
 mod verify;
 
@@ -30,6 +32,10 @@ enum Command {
     Passes(passes::Args),
     /// Lower a module for a target and write an object file or LLVM IR.
     Compile(compile::Args),
+    /// Run a function of a module on the CPU (loop target) with .npy arguments.
+    Run(run::Args),
+    /// Report every MoE combine candidate: where, what, fused or blocked (with every reason), and its worth.
+    Analyze(analyze::Args),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -50,6 +56,8 @@ pub fn main() -> ExitCode {
         Command::RunCase(args) => run_case::run(args),
         Command::Passes(args) => passes::run(args),
         Command::Compile(args) => compile::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,

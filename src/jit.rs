@@ -66,6 +66,11 @@ impl Jit {
         Ok(Self { engine })
     }
 
+    /// The address of a symbol (null if absent).
+    pub fn lookup(&self, name: &str) -> *mut () {
+        self.engine.lookup(name)
+    }
+
     /// Calls `name` through MLIR's packed interface: `arguments` point at each argument value, and
     /// the last one at storage for the result.
     ///

@@ -12,6 +12,7 @@
 //! # Ok::<(), gmmfr::Error>(())
 //! ```
 
+pub mod analyzer;
 pub mod case_module;
 pub mod driver;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod loops_run;
 pub mod models;
 pub mod object;
 pub mod pipeline;
+pub mod runner;
 pub mod summary;
 
 pub use driver::{PipelineReport, RunOptions};

@@ -20,7 +20,7 @@ pub const OPENMP_RUNTIME: &str = "/usr/lib/llvm-22/lib/libomp.so";
 pub fn to_llvm(threads: usize) -> String {
     let openmp = if threads > 1 { format!("convert-scf-to-openmp{{num-threads={threads}}},canonicalize,") } else { String::new() };
     format!(
-        "one-shot-bufferize{{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}},\
+        "func.func(convert-elementwise-to-linalg),one-shot-bufferize{{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}},\
          func.func(convert-linalg-to-loops),convert-vector-to-scf,{openmp}convert-scf-to-cf,lower-affine,\
          expand-strided-metadata,finalize-memref-to-llvm,convert-vector-to-llvm,convert-arith-to-llvm,\
          convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm,{}reconcile-unrealized-casts",

@@ -30,6 +30,10 @@ pub struct ModelConfig {
     pub shared_expert: bool,
     /// int8 weights and activations (A8W8) or bf16.
     pub quantized: bool,
+    /// An expert-parallel shard: the routing keeps experts `[start, end)` of `experts`
+    /// (`active_expert_range`), and `local_experts = end - start`. `None`: the routing routes
+    /// over `local_experts` experts and keeps them all.
+    pub expert_range: Option<(u64, u64)>,
 }
 
 impl ModelConfig {
@@ -48,12 +52,97 @@ impl ModelConfig {
             tokens: 16,
             shared_expert: true,
             quantized: true,
+            expert_range: None,
+        }
+    }
+
+    /// DeepSeek-V2-Lite (SPEC 5): 27 layers, the first dense, 64 experts, topK 6, hidden 2048,
+    /// expert intermediate 1408, two shared experts (one `model.shared_expert` op: their summed
+    /// output is finalize's skip1). A8W8; the older CANN release's k/n whitelist rejects it.
+    pub fn deepseek_v2_lite() -> Self {
+        Self {
+            name: "deepseek_v2_lite",
+            layers: 27,
+            dense_layers: 1,
+            hidden: 2048,
+            intermediate: 1408,
+            local_experts: 64,
+            experts: 64,
+            top_k: 6,
+            tokens: 16,
+            shared_expert: true,
+            quantized: true,
+            expert_range: None,
+        }
+    }
+
+    /// Qwen3-30B-A3B (SPEC 5): 48 MoE layers, 128 experts, topK 8, hidden 2048, expert
+    /// intermediate 768, no shared expert. A8W8.
+    pub fn qwen3_30b_a3b() -> Self {
+        Self {
+            name: "qwen3_30b_a3b",
+            layers: 48,
+            dense_layers: 0,
+            hidden: 2048,
+            intermediate: 768,
+            local_experts: 128,
+            experts: 128,
+            top_k: 8,
+            tokens: 16,
+            shared_expert: false,
+            quantized: true,
+            expert_range: None,
+        }
+    }
+
+    /// Mixtral-8x7B (SPEC 5): 32 MoE layers, 8 experts, topK 2, hidden 4096, expert
+    /// intermediate 14336, no shared expert. A8W8.
+    pub fn mixtral_8x7b() -> Self {
+        Self {
+            name: "mixtral_8x7b",
+            layers: 32,
+            dense_layers: 0,
+            hidden: 4096,
+            intermediate: 14336,
+            local_experts: 8,
+            experts: 8,
+            top_k: 2,
+            tokens: 16,
+            shared_expert: false,
+            quantized: true,
+            expert_range: None,
         }
     }
 
     /// The same model with `layers` layers (for scaling measurements).
     pub fn with_layers(mut self, layers: usize) -> Self {
         self.layers = layers;
+        self
+    }
+
+    /// The same model under another name (the generated function's name).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The same model non-quantized: bf16 activations and weights, no scales.
+    pub fn bf16(mut self) -> Self {
+        self.quantized = false;
+        self
+    }
+
+    /// Shard `rank` of `ranks` expert-parallel devices: the routing keeps that rank's
+    /// `experts / ranks` experts of all `experts` (`active_expert_range`), and the grouped
+    /// matmuls hold only those. `ranks` must divide `experts` and `rank < ranks`; otherwise the
+    /// model is returned unchanged.
+    pub fn expert_parallel(mut self, ranks: u64, rank: u64) -> Self {
+        if ranks == 0 || rank >= ranks || !self.experts.is_multiple_of(ranks) {
+            return self;
+        }
+        let local = self.experts / ranks;
+        self.local_experts = local;
+        self.expert_range = Some((rank * local, (rank + 1) * local));
         self
     }
 }
@@ -73,6 +162,13 @@ pub fn generate(config: &ModelConfig) -> String {
     let c = config;
     let (tk, h, k, e) = (c.tokens * c.top_k, c.hidden, c.intermediate, c.local_experts);
     let act = if c.quantized { "i8" } else { "bf16" };
+    let (expert_num, range_attr) = match c.expert_range {
+        Some((start, end)) => (
+            c.experts,
+            format!(", active_expert_range = array<i64: {start}, {end}>"),
+        ),
+        None => (e, String::new()),
+    };
     let hidden_t = t(&[c.tokens, h], "bf16");
     let mut args = vec![format!("%h0: {hidden_t}")];
     let mut body = String::new();
@@ -112,7 +208,7 @@ pub fn generate(config: &ModelConfig) -> String {
         );
         let _ = writeln!(
             body,
-            "    %ex{l}, %inv{l}, %count{l} = \"npu.moe_init_routing\"(%a{l}, %idx{l}) {{expert_num = {e} : i64, active_num = 0 : i64, row_idx_type = 0 : i64, expert_tokens_num_type = 1 : i64}} : ({hidden_t}, {}) -> ({}, {}, {})",
+            "    %ex{l}, %inv{l}, %count{l} = \"npu.moe_init_routing\"(%a{l}, %idx{l}) {{expert_num = {expert_num} : i64, active_num = 0 : i64, row_idx_type = 0 : i64, expert_tokens_num_type = 1 : i64{range_attr}}} : ({hidden_t}, {}) -> ({}, {}, {})",
             t(&[c.tokens, c.top_k], "i32"),
             t(&[tk, h], "bf16"),
             t(&[tk], "i32"),

@@ -9,6 +9,7 @@
 use gmmfr::{Compiler, RunOptions};
 use gmmfr_dialect::graph::users;
 use gmmfr_dialect::interpret::run_function;
+use gmmfr::runner;
 use gmmfr_dialect::op_view::{AttrValue, NpuOp};
 use gmmfr_dialect::reference::compare;
 use gmmfr_dialect::tensor::Tensor;
@@ -246,4 +247,40 @@ fn fusion_preserves_semantics_on_random_inputs() {
     }
     eprintln!("{checked} runs ({fused_checked} fused); largest fused relative error {:.3e} in {}", worst.0, worst.1);
     assert!(checked > 50 && fused_checked > 30, "checked {checked} runs, {fused_checked} fused");
+}
+
+// The CPU loop target computes what the reference interpreter computes, for every function of
+// every fusion fixture, before and after the fusion, at 1 and 2 threads.
+#[test]
+fn loop_target_matches_the_interpreter_before_and_after_fusion() {
+    let compiler = Compiler::new().unwrap();
+    let mut checked = 0;
+    for path in cases() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains("cumsum_to_counts_older") {
+            continue; // k = 2048, n = 7168: covered by the benchmark, too slow to interpret here.
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pipeline = pipeline_of(&text);
+        let module = compiler.load_file(&path).unwrap();
+        for (function, args) in functions_with_inputs(&module, 11) {
+            let expected = match run_function(&module, &function, &args) {
+                Ok(values) => values,
+                Err(_) => continue, // inputs the pair itself rejects (e.g. -1 routing entries)
+            };
+            for (fuse, threads) in [(false, 1), (true, 1), (true, 2)] {
+                let fresh = compiler.load_file(&path).unwrap();
+                let pipeline = if fuse { Some(pipeline.as_str()) } else { None };
+                let actual = runner::run(&compiler, fresh, &function, pipeline, &args, threads)
+                    .unwrap_or_else(|e| panic!("{name} @{function} (fused: {fuse}, threads {threads}): {e}"));
+                for (e, a) in expected.iter().zip(&actual) {
+                    let tolerance = if fuse { 1e-2 } else { 1e-6 };
+                    let comparison = compare(a, e).unwrap();
+                    assert!(comparison.within(tolerance), "{name} @{function} (fused: {fuse}, threads {threads}): relative {}", comparison.relative);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "checked {checked}");
 }

@@ -20,6 +20,8 @@ pub mod status {
     pub const SUM_EXCEEDS_M: i64 = 2;
     /// An active row_index is outside [0, output rows).
     pub const ROW_INDEX_OUT_OF_RANGE: i64 = 3;
+    /// An index (routing map entry, expert id) is outside its range.
+    pub const INDEX_OUT_OF_RANGE: i64 = 4;
 }
 
 /// Everything about one fused op the kernel text depends on.

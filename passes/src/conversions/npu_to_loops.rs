@@ -5,6 +5,7 @@
 //! then removes the bridges.
 
 use super::gmmfr_loop_kernel::{KernelSpec, STATUS_GLOBAL, kernel_text};
+use super::moe_loop_kernels::{self, OpKernel};
 use crate::pass::{Pass, PassError, PassInfo, PassOptions, PassOutcome, check_option_names};
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
@@ -22,7 +23,7 @@ use std::fmt::Write;
 /// The pass's description.
 pub const INFO: PassInfo = PassInfo {
     name: "npu-lower-to-loops",
-    summary: "Lower npu.grouped_matmul_finalize_routing to a vectorized loop nest on memrefs (CPU target)",
+    summary: "Lower every npu op to loop nests on memrefs (CPU target); the fused op to a vectorized one",
     description: "Replaces each fused op (A8W8 with the NZ weight read in place, A8W4, non-quantized; static \
                   shapes) by a call of a generated kernel: runtime preconditions checked before any write \
                   (first failure recorded in the @__gmmfr_status global, read by @gmmfr_read_status), zero \
@@ -59,7 +60,7 @@ impl Pass for LowerToLoopsPass {
     fn run(&self, context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
         let mut ops = Vec::new();
         module.as_operation().walk(WalkOrder::PreOrder, |op| {
-            if op.name().as_string_ref().as_str() == Ok(schema::GMMFR.name) {
+            if op.name().as_string_ref().as_str().is_ok_and(|n| schema::lookup(n).is_some()) {
                 // SAFETY: the refs stay valid while the module is alive and unmodified, which
                 // holds until the rewrite loop below, which handles each op once.
                 ops.push(unsafe { OperationRef::from_raw(op.to_raw()) });
@@ -75,34 +76,61 @@ impl Pass for LowerToLoopsPass {
         let mut plans = Vec::new();
         for (index, op) in ops.iter().enumerate() {
             let location = SourceLoc::from_location(op.location());
-            let view = NpuOp::new(*op).ok().flatten().ok_or_else(|| fail(location.clone(), "malformed fused op".into()))?;
-            let operands: Vec<_> = schema::GMMFR.operands.iter().filter_map(|d| view.operand_info(d.name).map(|i| (d.name, i))).collect();
-            let out = view.result_info(0).ok_or_else(|| fail(location.clone(), "fused op without a result".into()))?;
-            if operands.iter().any(|(_, i)| i.dims.contains(&None)) || out.dims.contains(&None) {
-                return Err(fail(location, format!("'{}' op: the loop lowering needs static shapes", schema::GMMFR.name)));
+            let view = NpuOp::new(*op).ok().flatten().ok_or_else(|| fail(location.clone(), "malformed npu op".into()))?;
+            let operands: Vec<_> = view.schema.operands.iter().filter_map(|d| view.operand_info(d.name).map(|i| (d.name, i))).collect();
+            let results: Vec<_> = (0..view.schema.results.len()).filter_map(|i| view.result_info(i)).collect();
+            if operands.iter().any(|(_, i)| i.dims.contains(&None)) || results.iter().any(|r| r.dims.contains(&None)) {
+                return Err(fail(location, format!("'{}' op: the loop lowering needs static shapes", view.name())));
             }
-            let (Some(x), Some(w)) = (view.operand_info("x"), view.operand_info("w")) else {
-                return Err(fail(location, "fused op without x or w".into()));
-            };
-            let scenario = Scenario::classify(&x, &w).ok_or_else(|| fail(location.clone(), "unclassified fused op".into()))?;
             let int = |name: &str| match view.attribute(name).map(AttrValue::of) {
                 Some(AttrValue::Int { value, .. }) => value,
                 _ => 0,
             };
-            let spec = KernelSpec {
-                name: format!("__gmmfr_loops_{index}"),
-                scenario,
-                operands,
-                out,
-                shared_input_weight: match view.attribute("shared_input_weight").map(AttrValue::of) {
-                    Some(AttrValue::Float { value, .. }) => value as f32,
-                    _ => 1.0,
-                },
-                shared_input_offset: int("shared_input_offset"),
-                group_list_type: int("group_list_type"),
+            let name = format!("__npu_loops_{index}");
+            if view.name() == schema::GMMFR.name {
+                let (Some(x), Some(w)) = (view.operand_info("x"), view.operand_info("w")) else {
+                    return Err(fail(location, "fused op without x or w".into()));
+                };
+                let scenario = Scenario::classify(&x, &w).ok_or_else(|| fail(location.clone(), "unclassified fused op".into()))?;
+                let spec = KernelSpec {
+                    name: name.clone(),
+                    scenario,
+                    operands: operands.clone(),
+                    out: results[0].clone(),
+                    shared_input_weight: match view.attribute("shared_input_weight").map(AttrValue::of) {
+                        Some(AttrValue::Float { value, .. }) => value as f32,
+                        _ => 1.0,
+                    },
+                    shared_input_offset: int("shared_input_offset"),
+                    group_list_type: int("group_list_type"),
+                };
+                kernels.push_str(&kernel_text(&spec));
+                plans.push((*op, name, spec.parameter_types()));
+                continue;
+            }
+            let attributes: Vec<(&'static str, i64)> = view
+                .schema
+                .required_attributes
+                .iter()
+                .map(|a| (*a, int(a)))
+                .collect();
+            let expert_range = match view.attribute("active_expert_range").map(AttrValue::of) {
+                Some(AttrValue::I64Array(v)) if v.len() == 2 => Some((v[0], v[1])),
+                _ => None,
             };
-            kernels.push_str(&kernel_text(&spec));
-            plans.push((*op, spec));
+            let kernel = OpKernel { name: name.clone(), operands, results, attributes, expert_range };
+            let text = match view.name() {
+                n if n == schema::GROUPED_MATMUL.name => moe_loop_kernels::grouped_matmul(&kernel),
+                n if n == schema::MOE_FINALIZE_ROUTING.name => moe_loop_kernels::finalize_routing(&kernel),
+                n if n == schema::MOE_INIT_ROUTING.name => moe_loop_kernels::init_routing(&kernel),
+                _ => {
+                    let elem = kernel.results[0].elem.clone();
+                    let n0 = gmmfr_dialect::verify::nz_block_n(&elem).unwrap_or(32);
+                    moe_loop_kernels::format_cast(&kernel, n0)
+                }
+            };
+            kernels.push_str(&text);
+            plans.push((*op, name, kernel.parameter_types()));
         }
         let mut text = String::from("module {\n");
         let _ = writeln!(text, "memref.global \"private\" @{STATUS_GLOBAL} : memref<4xi64> = dense<0>");
@@ -116,8 +144,8 @@ impl Pass for LowerToLoopsPass {
             fail(SourceLoc::Unknown, format!("internal error: the generated loop nest does not parse: {e}"))
         })?;
 
-        for (op, spec) in &plans {
-            replace_with_call(context, *op, spec).map_err(|m| fail(SourceLoc::from_location(op.location()), m))?;
+        for (op, name, types) in &plans {
+            replace_with_call(context, *op, name, types).map_err(|m| fail(SourceLoc::from_location(op.location()), m))?;
         }
         let body = module.body();
         let mut next = generated.body().first_operation();
@@ -130,20 +158,23 @@ impl Pass for LowerToLoopsPass {
     }
 }
 
-/// `to_buffer` each operand, call the kernel on a new output buffer, `to_tensor` the result.
-fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, spec: &KernelSpec) -> Result<(), String> {
+/// `to_buffer` each operand, call the kernel on new output buffers, `to_tensor` the results.
+fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, kernel: &str, types: &[String]) -> Result<(), String> {
     let ctx = context.mlir();
     let location = op.location();
     let view = NpuOp::new(op).ok().flatten().ok_or("malformed op")?;
     let block = op.block().ok_or("op outside a block")?;
     let parse_type = |text: &str| Type::parse(ctx, text).ok_or_else(|| format!("cannot build type {text}"));
     let unit = |name: &str| (Identifier::new(ctx, name), Attribute::unit(ctx));
-    let types = spec.parameter_types();
+    let present: Vec<_> = view.schema.operands.iter().filter_map(|d| view.operand(d.name)).collect();
+    let result_count = op.result_count();
+    if types.len() != present.len() + result_count {
+        return Err(format!("kernel signature has {} parameters for {} operands and {result_count} results", types.len(), present.len()));
+    }
     let mut buffers: Vec<Value<'_, '_>> = Vec::new();
-    for ((name, _), memref_type) in spec.operands.iter().zip(&types) {
-        let tensor = view.operand(name).ok_or("missing operand")?;
+    for (tensor, memref_type) in present.iter().zip(types) {
         let to_buffer = OperationBuilder::new("bufferization.to_buffer", location)
-            .add_operands(&[tensor])
+            .add_operands(&[*tensor])
             .add_results(&[parse_type(memref_type)?])
             .add_attributes(&[unit("read_only")])
             .build()
@@ -151,34 +182,38 @@ fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, spec: &Kern
         let to_buffer = block.insert_operation_before(op, to_buffer);
         buffers.push(to_buffer.result(0).map_err(|e| e.to_string())?.into());
     }
-    let out_type = parse_type(types.last().ok_or("no output type")?)?;
-    let alloc = OperationBuilder::new("memref.alloc", location)
-        .add_results(&[out_type])
-        .add_attributes(&[(Identifier::new(ctx, "operandSegmentSizes"), Attribute::parse(ctx, "array<i32: 0, 0>").ok_or("attr")?)])
-        .build()
-        .map_err(|e| e.to_string())?;
-    let alloc = block.insert_operation_before(op, alloc);
-    let out_buffer: Value = alloc.result(0).map_err(|e| e.to_string())?.into();
-    buffers.push(out_buffer);
+    let mut outputs = Vec::new();
+    for memref_type in &types[present.len()..] {
+        let alloc = OperationBuilder::new("memref.alloc", location)
+            .add_results(&[parse_type(memref_type)?])
+            .add_attributes(&[(Identifier::new(ctx, "operandSegmentSizes"), Attribute::parse(ctx, "array<i32: 0, 0>").ok_or("attr")?)])
+            .build()
+            .map_err(|e| e.to_string())?;
+        let alloc = block.insert_operation_before(op, alloc);
+        let buffer: Value = alloc.result(0).map_err(|e| e.to_string())?.into();
+        buffers.push(buffer);
+        outputs.push(buffer);
+    }
     let call = OperationBuilder::new("func.call", location)
         .add_operands(&buffers)
-        .add_attributes(&[(Identifier::new(ctx, "callee"), FlatSymbolRefAttribute::new(ctx, &spec.name).into())])
+        .add_attributes(&[(Identifier::new(ctx, "callee"), FlatSymbolRefAttribute::new(ctx, kernel).into())])
         .build()
         .map_err(|e| e.to_string())?;
     block.insert_operation_before(op, call);
-    let result_type = op.result(0).map_err(|e| e.to_string())?.r#type();
-    let to_tensor = OperationBuilder::new("bufferization.to_tensor", location)
-        .add_operands(&[out_buffer])
-        .add_results(&[result_type])
-        .add_attributes(&[unit("restrict"), unit("writable")])
-        .build()
-        .map_err(|e| e.to_string())?;
-    let to_tensor = block.insert_operation_before(op, to_tensor);
-    let old: Value = op.result(0).map_err(|e| e.to_string())?.into();
-    let new: Value = to_tensor.result(0).map_err(|e| e.to_string())?.into();
-    // SAFETY: both values are live in the same block; every use of the old result moves to the
-    // new one before the op is erased.
-    unsafe { mlir_sys::mlirValueReplaceAllUsesOfWith(old.to_raw(), new.to_raw()) };
+    for (index, buffer) in outputs.into_iter().enumerate() {
+        let old: Value = op.result(index).map_err(|e| e.to_string())?.into();
+        let to_tensor = OperationBuilder::new("bufferization.to_tensor", location)
+            .add_operands(&[buffer])
+            .add_results(&[old.r#type()])
+            .add_attributes(&[unit("restrict"), unit("writable")])
+            .build()
+            .map_err(|e| e.to_string())?;
+        let to_tensor = block.insert_operation_before(op, to_tensor);
+        let new: Value = to_tensor.result(0).map_err(|e| e.to_string())?.into();
+        // SAFETY: both values are live in the same block; every use of the old result moves to
+        // the new one before the op is erased.
+        unsafe { mlir_sys::mlirValueReplaceAllUsesOfWith(old.to_raw(), new.to_raw()) };
+    }
     gmmfr_dialect::graph::erase(op);
     Ok(())
 }
