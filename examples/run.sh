@@ -12,3 +12,7 @@ echo "== verify: $example"
 echo
 echo "== fuse: gmmfr opt $example --pass-pipeline npu-fuse-gmm-finalize --remarks text --pass-statistics"
 "$gmmfr" opt "$example" --pass-pipeline npu-fuse-gmm-finalize --remarks text --pass-statistics
+echo
+echo "== run: fuse, lower to loops, JIT, run on random inputs, compare with the reference interpreter"
+"$gmmfr" run "$example" --entry moe_layer_unfused --pass-pipeline npu-fuse-gmm-finalize --random-inputs 1 --check --threads 2
+"$gmmfr" run "$example" --entry moe_layer_fused --random-inputs 1 --check --threads 2

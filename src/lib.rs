@@ -16,6 +16,7 @@ pub mod analyzer;
 pub mod case_module;
 pub mod driver;
 pub mod error;
+pub mod inputs;
 pub mod jit;
 pub mod loops_run;
 pub mod models;

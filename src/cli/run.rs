@@ -16,8 +16,17 @@ pub struct Args {
     #[arg(long)]
     pass_pipeline: Option<String>,
     /// Argument tensors in order, as .npy (bf16 arguments as f32 values exactly representable in bf16).
-    #[arg(long = "arg")]
+    #[arg(long = "arg", conflicts_with = "random_inputs")]
     args: Vec<PathBuf>,
+    /// Instead of --arg: random arguments valid for their roles (expert ids, group lists,
+    /// index maps), from this seed.
+    #[arg(long)]
+    random_inputs: Option<u64>,
+    /// Also evaluate the function as written (before any pass) with the reference interpreter
+    /// on the same arguments, print the error, and fail above the tolerance (1e-5 of the
+    /// output's magnitude; 1e-2 with --pass-pipeline, since fusion may skip a bf16 rounding).
+    #[arg(long)]
+    check: bool,
     /// Output files for the results in order, as .npy.
     #[arg(short = 'o', long = "output")]
     outputs: Vec<PathBuf>,
@@ -32,13 +41,40 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let compiler = if args.allow_unregistered_dialect { Compiler::with_unregistered_dialects()? } else { Compiler::new()? };
     let module = compiler.load_file(&args.input)?;
-    let mut tensors = Vec::new();
-    for path in &args.args {
-        let tensor = read_npy(path).map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?;
-        tensors.push(tensor);
-    }
-    let tensors = gmmfr::runner::adapt_arguments(&module, &args.entry, tensors)?;
+    let input = args.input.display().to_string();
+    let tensors = match args.random_inputs {
+        Some(seed) => gmmfr::inputs::for_function(&module, &args.entry, seed).map_err(|message| Error::Write { path: input.clone(), message })?,
+        None => {
+            let mut tensors = Vec::new();
+            for path in &args.args {
+                let tensor = read_npy(path).map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?;
+                tensors.push(tensor);
+            }
+            gmmfr::runner::adapt_arguments(&module, &args.entry, tensors)?
+        }
+    };
+    let expected = if args.check {
+        let reference = gmmfr_dialect::interpret::run_function(&module, &args.entry, &tensors)
+            .map_err(|e| Error::Write { path: input.clone(), message: format!("the reference interpreter refused: {e}") })?;
+        Some(reference)
+    } else {
+        None
+    };
     let results = gmmfr::runner::run(&compiler, module, &args.entry, args.pass_pipeline.as_deref(), &tensors, usize::from(args.threads))?;
+    if let Some(expected) = &expected {
+        let tolerance = if args.pass_pipeline.is_some() { 1e-2 } else { 1e-5 };
+        let mut worst = 0f64;
+        for (actual, expected) in results.iter().zip(expected) {
+            let comparison = gmmfr_dialect::reference::compare(actual, expected)
+                .map_err(|e| Error::Write { path: input.clone(), message: e.to_string() })?;
+            worst = worst.max(comparison.relative);
+        }
+        let verdict = if worst <= tolerance { "ok" } else { "MISMATCH" };
+        println!("{input}: @{}: {verdict}: compiled vs reference interpreter, relative error {worst:.3e} (tolerance {tolerance:.0e})", args.entry);
+        if worst > tolerance {
+            return Ok(ExitCode::from(1));
+        }
+    }
     for (index, result) in results.iter().enumerate() {
         let shape = result.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         match args.outputs.get(index) {
