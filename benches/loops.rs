@@ -203,7 +203,9 @@ fn main() {
     }
     let compiler = Compiler::new().expect("MLIR set-up");
     let mut rng = Rng(0x5eed);
-    for shape in &shapes {
+    // GMMFR_BENCH_SHAPE=<substring of a shape name> runs only the matching shapes.
+    let only = std::env::var("GMMFR_BENCH_SHAPE").ok();
+    for shape in shapes.iter().filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o))) {
         let data = make(shape, &mut rng);
         let m = shape.tokens * shape.top_k;
         let gop = 2.0 * (m * shape.k * shape.n) as f64 / 1e9;
