@@ -36,7 +36,10 @@ fn model_report(config: &ModelConfig, options: &AnalyzeOptions) -> Report {
 }
 
 fn fixture(dir: &str, name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir).join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+        .join(name)
 }
 
 /// Analyzes a fixture; locations name it relative to `tests/fixtures`, so snapshots do not
@@ -67,10 +70,16 @@ fn snapshot_configs() -> Vec<(&'static str, ModelConfig, AnalyzeOptions)> {
         ),
         (
             "deepseek_v3_ep8_rank1_loops",
-            ModelConfig::deepseek_v3().expert_parallel(8, 1).named("deepseek_v3_ep8_rank1"),
+            ModelConfig::deepseek_v3()
+                .expert_parallel(8, 1)
+                .named("deepseek_v3_ep8_rank1"),
             loops(),
         ),
-        ("deepseek_v2_lite_a8w8_ascend_older", ModelConfig::deepseek_v2_lite(), older),
+        (
+            "deepseek_v2_lite_a8w8_ascend_older",
+            ModelConfig::deepseek_v2_lite(),
+            older,
+        ),
         (
             "deepseek_v2_lite_bf16_loops",
             ModelConfig::deepseek_v2_lite().bf16().named("deepseek_v2_lite_bf16"),
@@ -152,11 +161,20 @@ fn deepseek_v2_lite_older_ascend_fails_the_whitelist_on_every_moe_layer() {
         let n = c.reasons[1].profile.as_ref().expect("n violation");
         assert_eq!((n.subject.as_str(), n.actual.as_str()), ("n", "2048"));
         assert!(n.allowed.starts_with("7168"), "{}", n.allowed);
-        assert_eq!((c.shapes.k, c.shapes.n, c.shapes.e, c.shapes.top_k), (Some(1408), Some(2048), Some(64), Some(6)));
+        assert_eq!(
+            (c.shapes.k, c.shapes.n, c.shapes.e, c.shapes.top_k),
+            (Some(1408), Some(2048), Some(64), Some(6))
+        );
     }
     let summary = report.summary();
-    assert_eq!(summary.blocked_by_reason.get("ascend-profile:older-k-whitelist"), Some(&26));
-    assert_eq!(summary.blocked_by_reason.get("ascend-profile:older-n-whitelist"), Some(&26));
+    assert_eq!(
+        summary.blocked_by_reason.get("ascend-profile:older-k-whitelist"),
+        Some(&26)
+    );
+    assert_eq!(
+        summary.blocked_by_reason.get("ascend-profile:older-n-whitelist"),
+        Some(&26)
+    );
     // The newer release accepts the same shapes.
     let newer = model_report(&config, &ascend(CannVersion::Newer));
     assert!(newer.candidates.iter().all(|c| c.verdict == Verdict::Fused));
@@ -199,35 +217,58 @@ fn analysis_leaves_the_module_unchanged() {
 // each candidate's location, decision, reasons, shapes and bytes_saved.
 #[test]
 fn json_follows_the_documented_schema() {
-    let report = model_report(&ModelConfig::deepseek_v2_lite().with_layers(3), &ascend(CannVersion::Older));
+    let report = model_report(
+        &ModelConfig::deepseek_v2_lite().with_layers(3),
+        &ascend(CannVersion::Older),
+    );
     let value: serde_json::Value = serde_json::from_str(&analyzer::json::render(&report)).unwrap();
     assert_eq!(value["schema"], analyzer::json::SCHEMA_VERSION);
     let candidates = value["candidates"].as_array().unwrap();
     assert_eq!(candidates.len(), 2);
     for c in candidates {
-        for key in ["location", "decision", "reasons", "shapes", "bytes_saved", "spelling", "operands"] {
+        for key in [
+            "location",
+            "decision",
+            "reasons",
+            "shapes",
+            "bytes_saved",
+            "spelling",
+            "operands",
+        ] {
             assert!(c.get(key).is_some(), "missing {key}: {c}");
         }
         assert_eq!(c["decision"], "blocked");
         assert_eq!(c["reasons"][0]["profile"]["actual"], "1408");
     }
     assert_eq!(value["summary"]["candidates"], 2);
-    assert_eq!(value["summary"]["blocked_by_reason"]["ascend-profile:older-k-whitelist"], 2);
+    assert_eq!(
+        value["summary"]["blocked_by_reason"]["ascend-profile:older-k-whitelist"],
+        2
+    );
 }
 
 // Text (table, details, summary) and DOT (clusters colored by decision) of a small model with
 // a blocked MoE layer, and the text of the bundled example with a fused one.
 #[test]
 fn text_and_dot_renderings() {
-    let report = model_report(&ModelConfig::deepseek_v2_lite().with_layers(3), &ascend(CannVersion::Older));
-    insta::assert_snapshot!("text_deepseek_v2_lite_ascend_older", analyzer::render(&report, Format::Text));
+    let report = model_report(
+        &ModelConfig::deepseek_v2_lite().with_layers(3),
+        &ascend(CannVersion::Older),
+    );
+    insta::assert_snapshot!(
+        "text_deepseek_v2_lite_ascend_older",
+        analyzer::render(&report, Format::Text)
+    );
     let dot = analyzer::render(&report, Format::Dot);
     assert!(dot.contains("color=\"firebrick\""), "{dot}");
     insta::assert_snapshot!("dot_deepseek_v2_lite_ascend_older", dot);
 
     let report = model_report(&ModelConfig::deepseek_v3().with_layers(4), &loops());
     let dot = analyzer::render(&report, Format::Dot);
-    assert!(dot.contains("color=\"forestgreen\"") && !dot.contains("firebrick"), "{dot}");
+    assert!(
+        dot.contains("color=\"forestgreen\"") && !dot.contains("firebrick"),
+        "{dot}"
+    );
     insta::assert_snapshot!("dot_deepseek_v3_loops", dot);
 
     let compiler = Compiler::with_unregistered_dialects().unwrap();
@@ -242,13 +283,29 @@ fn text_and_dot_renderings() {
 #[test]
 fn graph_fact_other_users() {
     let report = fixture_report("analyzer", "other_users.mlir", &loops());
-    let [c] = report.candidates.as_slice() else { panic!("one candidate") };
+    let [c] = report.candidates.as_slice() else {
+        panic!("one candidate")
+    };
     assert_eq!(c.codes(), ["intermediate-has-other-users"]);
-    let [GraphFact::OtherUser { user, operand, reaches_finalize }] = c.graph_facts.as_slice() else {
+    let [
+        GraphFact::OtherUser {
+            user,
+            operand,
+            reaches_finalize,
+        },
+    ] = c.graph_facts.as_slice()
+    else {
         panic!("{:?}", c.graph_facts)
     };
-    assert_eq!((user.name.as_str(), *operand, *reaches_finalize), ("model.row_norms", 0, false));
-    assert!(matches!(user.location, SourceLoc::File { line: 10, .. }), "{:?}", user.location);
+    assert_eq!(
+        (user.name.as_str(), *operand, *reaches_finalize),
+        ("model.row_norms", 0, false)
+    );
+    assert!(
+        matches!(user.location, SourceLoc::File { line: 10, .. }),
+        "{:?}",
+        user.location
+    );
     insta::assert_snapshot!("fact_other_users", analyzer::json::render(&report));
 }
 
@@ -264,7 +321,13 @@ fn graph_fact_would_be_cycle() {
         .map(|c| {
             assert_eq!(c.codes(), ["intermediate-has-other-users"]);
             assert!(
-                matches!(c.graph_facts.first(), Some(GraphFact::OtherUser { reaches_finalize: true, .. })),
+                matches!(
+                    c.graph_facts.first(),
+                    Some(GraphFact::OtherUser {
+                        reaches_finalize: true,
+                        ..
+                    })
+                ),
                 "{:?}",
                 c.graph_facts
             );
@@ -294,7 +357,9 @@ fn graph_fact_would_be_cycle() {
 #[test]
 fn graph_fact_different_regions() {
     let report = fixture_report("analyzer", "different_regions.mlir", &loops());
-    let [c] = report.candidates.as_slice() else { panic!("one candidate") };
+    let [c] = report.candidates.as_slice() else {
+        panic!("one candidate")
+    };
     assert_eq!(c.codes(), ["different-blocks"]);
     let [
         GraphFact::DifferentRegions {
@@ -309,7 +374,10 @@ fn graph_fact_different_regions() {
     assert!(gmm_enclosing.is_empty());
     let names: Vec<&str> = finalize_enclosing.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, ["scf.if"]);
-    assert_eq!(common.as_ref().map(|c| c.name.as_str()), Some("func.func @different_regions"));
+    assert_eq!(
+        common.as_ref().map(|c| c.name.as_str()),
+        Some("func.func @different_regions")
+    );
     insta::assert_snapshot!("fact_different_regions", analyzer::json::render(&report));
 }
 
@@ -381,7 +449,12 @@ fn every_fusion_reason_code_triggers_on_the_fusion_fixtures() {
         if found != expectations(&text) {
             failures.push(format!("{name}: expected {:?}, got {found:?}", expectations(&text)));
         }
-        seen.extend(report.candidates.iter().flat_map(|c| c.reasons.iter().map(|r| r.code.clone())));
+        seen.extend(
+            report
+                .candidates
+                .iter()
+                .flat_map(|c| c.reasons.iter().map(|r| r.code.clone())),
+        );
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     let codes = [
@@ -410,15 +483,18 @@ fn every_fusion_reason_code_triggers_on_the_fusion_fixtures() {
 // profile check, on the fixture that fails n >= 256.
 #[test]
 fn profile_reasons_carry_actual_and_allowed() {
-    let report = fixture_report(
-        "fusion",
-        "block_ascend_profile.mlir",
-        &ascend(CannVersion::Newer),
-    );
-    let [c] = report.candidates.as_slice() else { panic!("one candidate") };
+    let report = fixture_report("fusion", "block_ascend_profile.mlir", &ascend(CannVersion::Newer));
+    let [c] = report.candidates.as_slice() else {
+        panic!("one candidate")
+    };
     let profile = c.reasons[0].profile.as_ref().expect("structured violation");
     assert_eq!(
-        (profile.constraint, profile.subject.as_str(), profile.actual.as_str(), profile.allowed.as_str()),
+        (
+            profile.constraint,
+            profile.subject.as_str(),
+            profile.actual.as_str(),
+            profile.allowed.as_str()
+        ),
         ("n-min-256", "n", "64", ">= 256")
     );
 }
@@ -488,7 +564,10 @@ fn cli_formats_and_output_file() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("k is 1408, allowed 2048 on the older release"), "{text}");
-    assert!(text.contains("summary: 2 candidate(s) in 1 function(s): 0 fused, 2 blocked"), "{text}");
+    assert!(
+        text.contains("summary: 2 candidate(s) in 1 function(s): 0 fused, 2 blocked"),
+        "{text}"
+    );
 
     let json = scratch.path().join("report.json");
     let output = gmmfr(&["analyze", model, "--format", "json", "-o", json.to_str().unwrap()]);
@@ -503,5 +582,9 @@ fn cli_formats_and_output_file() {
 
     let output = gmmfr(&["analyze", &example(), "-o", "/nonexistent/dir/out.txt"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("/nonexistent/dir/out.txt: error: cannot write"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("/nonexistent/dir/out.txt: error: cannot write"),
+        "{}",
+        stderr(&output)
+    );
 }
