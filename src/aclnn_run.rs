@@ -33,10 +33,19 @@ fn data_pointer(tensor: &Tensor) -> *mut () {
 }
 
 /// Lowers the fused op of a case to aclnn and runs it on the emulator of `version`.
-pub fn run_case(compiler: &Compiler, operands: &GmmfrOperands<'_>, attrs: &GmmfrAttrs, source_name: &str, version: CannVersion) -> Result<AclnnOutcome, Error> {
+/// With `check_profile` false the call is emitted even outside the Ascend profile, so that the
+/// runtime's own validation (GetWorkspaceSize) decides.
+pub fn run_case(
+    compiler: &Compiler,
+    operands: &GmmfrOperands<'_>,
+    attrs: &GmmfrAttrs,
+    source_name: &str,
+    version: CannVersion,
+    check_profile: bool,
+) -> Result<AclnnOutcome, Error> {
     let source = case_module::case_source(operands, attrs);
     let mut module = compiler.load_source(&source, source_name)?;
-    let pipeline = format!("npu-lower-to-aclnn{{cann-version={version}}}");
+    let pipeline = format!("npu-lower-to-aclnn{{cann-version={version} check-profile={check_profile}}}");
     let report = compiler.run_pipeline(&mut module, &pipeline, &RunOptions::default())?;
     let mut still_fused = false;
     module.as_operation().walk(WalkOrder::PreOrder, |op| {

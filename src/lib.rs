@@ -12,6 +12,7 @@
 //! # Ok::<(), gmmfr::Error>(())
 //! ```
 
+pub mod aclnn_run;
 pub mod analyzer;
 pub mod case_module;
 pub mod driver;

@@ -163,10 +163,7 @@ pub fn generate(config: &ModelConfig) -> String {
     let (tk, h, k, e) = (c.tokens * c.top_k, c.hidden, c.intermediate, c.local_experts);
     let act = if c.quantized { "i8" } else { "bf16" };
     let (expert_num, range_attr) = match c.expert_range {
-        Some((start, end)) => (
-            c.experts,
-            format!(", active_expert_range = array<i64: {start}, {end}>"),
-        ),
+        Some((start, end)) => (c.experts, format!(", active_expert_range = array<i64: {start}, {end}>")),
         None => (e, String::new()),
     };
     let hidden_t = t(&[c.tokens, h], "bf16");

@@ -95,3 +95,53 @@ fn object_file_needs_exactly_the_cann_symbols() {
         assert_eq!(undefined, expected, "{name}");
     }
 }
+
+fn run_case(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gmmfr")).arg("run-case").args(args).output().unwrap()
+}
+
+fn copy_case(name: &str, without: &[&str]) -> tempfile::TempDir {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cases").join(name);
+    let scratch = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        if !without.iter().any(|w| entry.file_name() == *w) {
+            std::fs::copy(entry.path(), scratch.path().join(entry.file_name())).unwrap();
+        }
+    }
+    scratch
+}
+
+// The runtime's validation reaches the user through the generated code: GetWorkspaceSize
+// returns 161002 for a shape outside the kernel's range, the generated function returns it, and
+// the CLI names the code and its meaning (exit 1).
+#[test]
+fn invalid_parameter_status_propagates_from_the_emulator() {
+    let output = run_case(&["../shared/cases/a8w8_loops_only", "--target", "aclnn-emu", "--aclnn-unchecked"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the aclnn call returned 161002 (ACLNN_ERR_PARAM_INVALID"), "{stderr}");
+    assert!(stderr.contains("n must be >= 256, is 96"), "{stderr}");
+}
+
+// 161001 for an unsupported combination of absent optionals (older release: shared_input
+// without logit), through the generated code.
+#[test]
+fn null_pointer_status_propagates_from_the_emulator() {
+    let case = copy_case("a8w8_doc_small", &["logit.npy"]);
+    let dir = case.path().to_str().unwrap();
+    let output = run_case(&[dir, "--target", "aclnn-emu", "--cann-version", "older", "--aclnn-unchecked"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the aclnn call returned 161001 (ACLNN_ERR_PARAM_NULLPTR"), "{stderr}");
+}
+
+// Under the older release the cumsum case is outside the profile: without --aclnn-unchecked it
+// falls back to the loop target with a note naming the constraint, and still matches.
+#[test]
+fn older_release_falls_back_to_loops_with_a_note() {
+    let output = run_case(&["../shared/cases/a8w8_cumsum", "--target", "aclnn-emu", "--cann-version", "older"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("falling back to the loop target") && stderr.contains("[older-group-list-counts]"), "{stderr}");
+}

@@ -73,6 +73,14 @@ fn every_public_case_runs_on_the_loop_target() {
     check_every_case("loops:1");
 }
 
+// Through the aclnn lowering and the ABI emulator: cases inside the Ascend profile run the
+// two-phase call, the loops-only case falls back to the loop target, the invalid ones fail at
+// launch with the emulator's code.
+#[test]
+fn every_public_case_runs_through_the_aclnn_emulator() {
+    check_every_case("aclnn-emu");
+}
+
 // And with two threads (OpenMP work-sharing over output-column blocks).
 #[test]
 fn every_public_case_runs_on_the_loop_target_with_two_threads() {

@@ -63,16 +63,25 @@ pub unsafe extern "C" fn aclrtMalloc(devPtr: *mut *mut c_void, size: usize, poli
             return Err((ACL_ERROR_INVALID_PARAM, "size is 0".into()));
         }
         if !KNOWN_POLICIES.contains(&policy) {
-            return Err((ACL_ERROR_INVALID_PARAM, format!("unknown aclrtMemMallocPolicy {policy}")));
+            return Err((
+                ACL_ERROR_INVALID_PARAM,
+                format!("unknown aclrtMemMallocPolicy {policy}"),
+            ));
         }
-        let layout = Layout::from_size_align(size, DEVICE_ALIGNMENT)
-            .map_err(|_| (ACL_ERROR_RT_MEMORY_ALLOCATION, format!("{size} bytes exceed the address space")))?;
+        let layout = Layout::from_size_align(size, DEVICE_ALIGNMENT).map_err(|_| {
+            (
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!("{size} bytes exceed the address space"),
+            )
+        })?;
         // SAFETY: `layout` has a non-zero size (checked above).
         let memory = unsafe { std::alloc::alloc_zeroed(layout) };
         if memory.is_null() {
             return Err((ACL_ERROR_RT_MEMORY_ALLOCATION, format!("cannot allocate {size} bytes")));
         }
-        registry::lock().allocations.insert(memory.addr(), Allocation { layout });
+        registry::lock()
+            .allocations
+            .insert(memory.addr(), Allocation { layout });
         // SAFETY: `devPtr` is non-null and, by this function's contract, writable for a pointer.
         unsafe { raw::write_value(devPtr, memory.cast::<c_void>()) };
         Ok(())

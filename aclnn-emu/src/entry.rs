@@ -137,7 +137,9 @@ unsafe fn get_workspace_size(
 }
 
 fn run(entry: Entry, workspace: *mut c_void, workspace_size: u64, executor: *mut aclOpExecutor) -> i32 {
-    boundary::aclnn(entry.name(), || launch::launch(entry, workspace, workspace_size, executor))
+    boundary::aclnn(entry.name(), || {
+        launch::launch(entry, workspace, workspace_size, executor)
+    })
 }
 
 /// First phase of the A8W8 FRACTAL_NZ entry point: validates the call (SPEC 4), stores it in a
@@ -230,8 +232,20 @@ unsafe fn v2_get_workspace_size(
     workspace_size: *mut u64,
     executor: *mut *mut aclOpExecutor,
 ) -> i32 {
-    let [x1, x2, scale, bias, offset, aq_scale, aq_offset, pts, group_list, shared_input, logit, row_index] =
-        tensors.map(|t| t.addr());
+    let [
+        x1,
+        x2,
+        scale,
+        bias,
+        offset,
+        aq_scale,
+        aq_offset,
+        pts,
+        group_list,
+        shared_input,
+        logit,
+        row_index,
+    ] = tensors.map(|t| t.addr());
     let handles = Handles {
         x1,
         x2,

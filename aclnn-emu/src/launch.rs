@@ -46,10 +46,18 @@ pub(crate) fn launch(
     }
     let required = plan.workspace_size;
     if workspace_size < required {
-        return Err(AclnnError::invalid("workspaceSize", format!(">= {required}"), workspace_size));
+        return Err(AclnnError::invalid(
+            "workspaceSize",
+            format!(">= {required}"),
+            workspace_size,
+        ));
     }
     if required > 0 && workspace.is_null() {
-        return Err(AclnnError::invalid("workspace", format!("non-null ({required} bytes required)"), "null"));
+        return Err(AclnnError::invalid(
+            "workspace",
+            format!("non-null ({required} bytes required)"),
+            "null",
+        ));
     }
     let staging = usize::try_from(required).map_err(|_| AclnnError::Internal("workspace size exceeds usize".into()))?;
     check_workspace(&registry::lock(), workspace, staging)?;
@@ -187,7 +195,9 @@ fn read(op: &Operand, rows: Option<usize>) -> Result<Tensor, AclnnError> {
         DType::I4 | DType::I8 => Buffer::I8(decode(&bytes, total, 0, i8::from_ne_bytes)?),
         DType::I32 => Buffer::I32(decode(&bytes, total, 0, i32::from_ne_bytes)?),
         DType::I64 => Buffer::I64(decode(&bytes, total, 0, i64::from_ne_bytes)?),
-        DType::F16 => Buffer::F16(decode(&bytes, total, f16::ZERO, |b| f16::from_bits(u16::from_ne_bytes(b)))?),
+        DType::F16 => Buffer::F16(decode(&bytes, total, f16::ZERO, |b| {
+            f16::from_bits(u16::from_ne_bytes(b))
+        })?),
         DType::BF16 => Buffer::BF16(decode(&bytes, total, bf16::ZERO, |b| {
             bf16::from_bits(u16::from_ne_bytes(b))
         })?),

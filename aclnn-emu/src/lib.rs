@@ -31,6 +31,8 @@
 //! error code or null; [`last_error`] explains the last failure on the calling thread. All
 //! state (handles, allocations, the release) is process-wide and thread-safe.
 
+#![warn(missing_docs)]
+
 mod abi;
 mod boundary;
 mod device;
@@ -67,7 +69,9 @@ pub use status::{
     ACLNN_ERR_INNER, ACLNN_ERR_PARAM_INVALID, ACLNN_ERR_PARAM_NULLPTR, ACLNN_SUCCESS, AclnnError,
     GMMFR_EMU_ERR_RUNTIME_PRECONDITION, status_meaning,
 };
-pub use tensor::{MAX_DIMS, MAX_INT_ARRAY_LEN, aclCreateIntArray, aclCreateTensor, aclDestroyIntArray, aclDestroyTensor};
+pub use tensor::{
+    MAX_DIMS, MAX_INT_ARRAY_LEN, aclCreateIntArray, aclCreateTensor, aclDestroyIntArray, aclDestroyTensor,
+};
 
 /// Every exported C function with its address, for a JIT to register under the C name. The
 /// list is exactly the functions `include/gmmfr_aclnn.h` declares.
@@ -100,6 +104,9 @@ pub fn symbols() -> Vec<(&'static str, *mut ())> {
             "aclnnGroupedMatmulFinalizeRoutingV3GetWorkspaceSize",
             aclnnGroupedMatmulFinalizeRoutingV3GetWorkspaceSize as *mut (),
         ),
-        ("aclnnGroupedMatmulFinalizeRoutingV3", aclnnGroupedMatmulFinalizeRoutingV3 as *mut ()),
+        (
+            "aclnnGroupedMatmulFinalizeRoutingV3",
+            aclnnGroupedMatmulFinalizeRoutingV3 as *mut (),
+        ),
     ]
 }

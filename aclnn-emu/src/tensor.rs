@@ -150,7 +150,9 @@ pub unsafe extern "C" fn aclCreateIntArray(value: *const i64, size: u64) -> *mut
 /// None beyond the C signature: the handle is looked up, never dereferenced.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclDestroyIntArray(array: *const aclIntArray) -> i32 {
-    release("aclDestroyIntArray", array.addr(), |r, h| r.int_arrays.remove(h).is_some())
+    release("aclDestroyIntArray", array.addr(), |r, h| {
+        r.int_arrays.remove(h).is_some()
+    })
 }
 
 fn release(function: &'static str, handle: usize, remove: impl FnOnce(&mut registry::Registry, usize) -> bool) -> i32 {

@@ -86,7 +86,11 @@ pub(crate) fn plan(call: &Call, release: Release) -> Result<Plan, AclnnError> {
     }
     if release == Release::Older && call.shared_input.is_some() != call.logit.is_some() {
         return Err(AclnnError::null(
-            if call.shared_input.is_none() { "sharedInput" } else { "logit" },
+            if call.shared_input.is_none() {
+                "sharedInput"
+            } else {
+                "logit"
+            },
             "the older release requires sharedInput and logit both present or both absent",
         ));
     }
@@ -118,7 +122,11 @@ pub(crate) fn plan(call: &Call, release: Release) -> Result<Plan, AclnnError> {
     let offset = match (scenario, &call.offset) {
         (_, None) => None,
         (Scenario::A8W8, Some(_)) => {
-            return Err(AclnnError::invalid("offsetOptional", "absent for A8W8 (A8W4 only)", "present"));
+            return Err(AclnnError::invalid(
+                "offsetOptional",
+                "absent for A8W8 (A8W4 only)",
+                "present",
+            ));
         }
         (Scenario::A8W4, Some(t)) => {
             let op = nd_operand("offsetOptional", t, &[DType::F32], "ACL_FLOAT")?;
@@ -158,7 +166,12 @@ pub(crate) fn plan(call: &Call, release: Release) -> Result<Plan, AclnnError> {
     };
     let logit = optional("logit", &call.logit, &[m], "(m,)")?;
     let row_index = match scenario {
-        Scenario::A8W8 => nd_operand("rowIndex", row_index, &[DType::I64, DType::I32], "ACL_INT64 or ACL_INT32")?,
+        Scenario::A8W8 => nd_operand(
+            "rowIndex",
+            row_index,
+            &[DType::I64, DType::I32],
+            "ACL_INT64 or ACL_INT32",
+        )?,
         Scenario::A8W4 => nd_operand("rowIndex", row_index, &[DType::I64], "ACL_INT64 (A8W4)")?,
     };
     shape("rowIndex", &row_index, &[m], "(m,)")?;
@@ -266,7 +279,11 @@ fn contiguous(name: &str, shape: &[usize], strides: &[i64]) -> Result<(), AclnnE
         expected = expected.saturating_mul(d);
     }
     let ok = shape.len() == strides.len()
-        && shape.iter().zip(strides).zip(&want).all(|((&d, &s), &w)| d == 1 || s == w);
+        && shape
+            .iter()
+            .zip(strides)
+            .zip(&want)
+            .all(|((&d, &s), &w)| d == 1 || s == w);
     if ok {
         Ok(())
     } else {
@@ -279,12 +296,21 @@ fn contiguous(name: &str, shape: &[usize], strides: &[i64]) -> Result<(), AclnnE
 }
 
 fn elements(name: &str, dims: &[usize]) -> Result<usize, AclnnError> {
-    checked_num_elements(dims).ok_or_else(|| AclnnError::invalid(format!("{name} dims"), "a size that fits in memory", format!("{dims:?}")))
+    checked_num_elements(dims).ok_or_else(|| {
+        AclnnError::invalid(
+            format!("{name} dims"),
+            "a size that fits in memory",
+            format!("{dims:?}"),
+        )
+    })
 }
 
 fn data_present(name: &str, t: &AclTensor) -> Result<(), AclnnError> {
     if t.data == 0 {
-        return Err(AclnnError::null(format!("{name} tensorData"), "a present tensor needs device memory"));
+        return Err(AclnnError::null(
+            format!("{name} tensorData"),
+            "a present tensor needs device memory",
+        ));
     }
     Ok(())
 }
@@ -294,7 +320,11 @@ fn data_present(name: &str, t: &AclTensor) -> Result<(), AclnnError> {
 fn nd_operand(name: &str, t: &AclTensor, allowed: &[DType], allowed_text: &str) -> Result<Operand, AclnnError> {
     let dtype = dtype_of(name, t, allowed, allowed_text)?;
     if t.format != ACL_FORMAT_ND {
-        return Err(AclnnError::invalid(format!("{name} format"), "ACL_FORMAT_ND", format_name(t.format)));
+        return Err(AclnnError::invalid(
+            format!("{name} format"),
+            "ACL_FORMAT_ND",
+            format_name(t.format),
+        ));
     }
     let shape = usize_dims(name, &t.view_dims)?;
     non_empty(name, &shape)?;
@@ -403,7 +433,11 @@ fn shape(name: &str, op: &Operand, expected: &[usize], symbolic: &str) -> Result
 
 fn attributes(call: &Call, release: Release) -> Result<(), AclnnError> {
     if call.dtype != 0 {
-        return Err(AclnnError::invalid("dtype", "0 (ACL_FLOAT output, the only one the kernel produces)", call.dtype));
+        return Err(AclnnError::invalid(
+            "dtype",
+            "0 (ACL_FLOAT output, the only one the kernel produces)",
+            call.dtype,
+        ));
     }
     if call.transpose_x1 {
         return Err(AclnnError::invalid("transposeX1", "false", "true"));
@@ -413,11 +447,21 @@ fn attributes(call: &Call, release: Release) -> Result<(), AclnnError> {
     }
     match (release, call.group_list_type) {
         (Release::Older, 1) | (Release::Newer, 0 | 1) => {}
-        (Release::Older, v) => return Err(AclnnError::invalid("groupListType", "1 (counts) on the older release", v)),
+        (Release::Older, v) => {
+            return Err(AclnnError::invalid(
+                "groupListType",
+                "1 (counts) on the older release",
+                v,
+            ));
+        }
         (Release::Newer, v) => return Err(AclnnError::invalid("groupListType", "0 (cumsum) or 1 (counts)", v)),
     }
     if call.shared_input_offset < 0 {
-        return Err(AclnnError::invalid("sharedInputOffset", ">= 0", call.shared_input_offset));
+        return Err(AclnnError::invalid(
+            "sharedInputOffset",
+            ">= 0",
+            call.shared_input_offset,
+        ));
     }
     if let Some(v) = call.tuning_config.as_ref().and_then(|t| t.iter().find(|&&v| v < 0)) {
         return Err(AclnnError::invalid("tuningConfigOptional values", ">= 0", v));
@@ -460,10 +504,18 @@ fn sizes(call: &Call, release: Release, scenario: Scenario, s: Sizes) -> Result<
             }
             if release == Release::Older {
                 if k != 2048 {
-                    return Err(AclnnError::invalid("k", "2048 on the older release (A8W8 whitelist)", k));
+                    return Err(AclnnError::invalid(
+                        "k",
+                        "2048 on the older release (A8W8 whitelist)",
+                        k,
+                    ));
                 }
                 if n != 7168 {
-                    return Err(AclnnError::invalid("n", "7168 on the older release (A8W8 whitelist)", n));
+                    return Err(AclnnError::invalid(
+                        "n",
+                        "7168 on the older release (A8W8 whitelist)",
+                        n,
+                    ));
                 }
             }
         }

@@ -66,7 +66,10 @@ pub(super) fn build(
 
     let x = gmm.operand_info("x");
     let weight = gmm.operand_info("weight");
-    let scenario = x.as_ref().zip(weight.as_ref()).and_then(|(x, w)| Scenario::classify(x, w));
+    let scenario = x
+        .as_ref()
+        .zip(weight.as_ref())
+        .and_then(|(x, w)| Scenario::classify(x, w));
     let shapes = shapes(&gmm, &finalize);
     let traffic = traffic(&gmm, &finalize, &shapes, scenario.as_ref(), plan.as_deref(), fusion);
     Some(Candidate {
@@ -124,10 +127,7 @@ fn operand_types(op: &NpuOp<'_, '_>, prefix: &str) -> Vec<OperandType> {
 fn reason_entry(reason: &Reason) -> ReasonEntry {
     let code = reason.code();
     let full = reason.to_string();
-    let message = full
-        .strip_prefix(&format!("{code}: "))
-        .unwrap_or(&full)
-        .to_string();
+    let message = full.strip_prefix(&format!("{code}: ")).unwrap_or(&full).to_string();
     let profile = match reason {
         Reason::AscendProfile { constraint, detail } => profile_violation(constraint, detail),
         _ => None,
@@ -163,7 +163,9 @@ fn elem_bits(elem: &Elem) -> Option<u64> {
 }
 
 fn numel(info: &TensorInfo) -> Option<u64> {
-    info.dims.iter().try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(d)))
+    info.dims
+        .iter()
+        .try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(d)))
 }
 
 /// A tensor's size in bytes, if static.

@@ -227,7 +227,11 @@ impl<'c, 'a> FunctionGraph<'c, 'a> {
             if user == own && operand == 0 {
                 continue;
             }
-            let path = if user == finalize { None } else { self.path(user, finalize) };
+            let path = if user == finalize {
+                None
+            } else {
+                self.path(user, finalize)
+            };
             facts.push(GraphFact::OtherUser {
                 user: describe(self.op(user)),
                 operand,
@@ -262,12 +266,7 @@ impl<'c, 'a> FunctionGraph<'c, 'a> {
                     .collect()
             };
             let (gmm_below, finalize_below) = (below(&gmm_chain), below(&finalize_chain));
-            enclosing.extend(
-                gmm_below
-                    .iter()
-                    .chain(&finalize_below)
-                    .filter_map(|op| self.node(*op)),
-            );
+            enclosing.extend(gmm_below.iter().chain(&finalize_below).filter_map(|op| self.node(*op)));
             facts.push(GraphFact::DifferentRegions {
                 gmm_enclosing: gmm_below.into_iter().map(describe).collect(),
                 finalize_enclosing: finalize_below.into_iter().map(describe).collect(),

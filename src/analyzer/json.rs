@@ -37,7 +37,8 @@ use serde_json::{Value, json};
 pub const SCHEMA_VERSION: &str = "gmmfr-analyze/1";
 
 fn round(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
+    // `+ 0.0` turns a rounded -0.0 into 0.0.
+    (value * 1000.0).round() / 1000.0 + 0.0
 }
 
 fn op(desc: &OpDesc) -> Value {

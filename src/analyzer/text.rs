@@ -21,6 +21,11 @@ pub fn human_bytes(bytes: i64) -> String {
     format!("{bytes} B")
 }
 
+/// Microseconds to 0.001 (never `-0.000`).
+fn microseconds(value: f64) -> String {
+    format!("{:.3}", (value * 1000.0).round() / 1000.0 + 0.0)
+}
+
 fn at(op: &OpDesc) -> String {
     format!("{} ({})", op.name, op.location)
 }
@@ -69,7 +74,13 @@ fn fact_line(fact: &GraphFact) -> String {
 fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut text = String::new();
     for row in rows {
@@ -91,10 +102,10 @@ pub fn render_summary(summary: &Summary) -> String {
     );
     let _ = writeln!(
         text,
-        "  fused: {} of intermediate traffic removed ({} net), estimated {:.3} us saved",
+        "  fused: {} of intermediate traffic removed ({} net), estimated {} us saved",
         human_bytes(summary.bytes_saved as i64),
         human_bytes(summary.net_bytes_saved),
-        summary.time_saved_us
+        microseconds(summary.time_saved_us)
     );
     if summary.blocked > 0 {
         let _ = writeln!(
@@ -135,8 +146,21 @@ pub fn render(report: &Report) -> String {
     if !report.candidates.is_empty() {
         let mut rows = vec![
             [
-                "#", "function", "location", "m", "k", "n", "e", "batch", "topK", "scenario", "decision", "saved",
-                "net", "time us", "reasons",
+                "#",
+                "function",
+                "location",
+                "m",
+                "k",
+                "n",
+                "e",
+                "batch",
+                "topK",
+                "scenario",
+                "decision",
+                "bytes saved",
+                "net saved",
+                "time saved (us)",
+                "reasons",
             ]
             .map(String::from)
             .to_vec(),
@@ -158,8 +182,12 @@ pub fn render(report: &Report) -> String {
                 c.verdict.as_str().to_string(),
                 c.worth.bytes_saved.map_or("?".to_string(), |b| human_bytes(b as i64)),
                 c.worth.net_bytes_saved.map_or("?".to_string(), human_bytes),
-                c.worth.time_saved_us.map_or("?".to_string(), |t| format!("{t:.3}")),
-                if codes.is_empty() { "-".to_string() } else { codes.join(", ") },
+                c.worth.time_saved_us.map_or("?".to_string(), microseconds),
+                if codes.is_empty() {
+                    "-".to_string()
+                } else {
+                    codes.join(", ")
+                },
             ]);
         }
         text.push_str(&table(&rows));

@@ -1,5 +1,6 @@
 //! `gmmfr run-case`: evaluate the fused op of a case directory.
 
+use gmmfr::aclnn_run::AclnnOutcome;
 use gmmfr::{Compiler, Error, case_module};
 use gmmfr_dialect::case::Case;
 use gmmfr_dialect::location::SourceLoc;
@@ -14,6 +15,8 @@ pub enum Target {
     Reference,
     /// The CPU loop nest (npu-lower-to-loops), JIT-compiled.
     Loops,
+    /// The two-phase aclnn call (npu-lower-to-aclnn), JIT-compiled against the ABI emulator.
+    AclnnEmu,
 }
 
 /// Relative tolerance (to the output's max magnitude) for the comparison with expected.npy.
@@ -29,6 +32,13 @@ pub struct Args {
     /// Threads for the loop target (parallel over output-column blocks).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
+    /// CANN release whose Ascend profile and restrictions apply with --target aclnn-emu.
+    #[arg(long, default_value = "newer", value_parser = |s: &str| s.parse::<gmmfr_dialect::profile::CannVersion>())]
+    cann_version: gmmfr_dialect::profile::CannVersion,
+    /// With --target aclnn-emu: emit the call even outside the Ascend profile, so that the
+    /// runtime's validation (GetWorkspaceSize) reports the violation.
+    #[arg(long)]
+    aclnn_unchecked: bool,
     /// Write the output here as .npy.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -54,6 +64,18 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             })?
         }
         Target::Loops => gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir, usize::from(args.threads))?,
+        Target::AclnnEmu => match gmmfr::aclnn_run::run_case(&compiler, &operands, &case.attrs, &dir, args.cann_version, !args.aclnn_unchecked)? {
+            AclnnOutcome::Ran(out) => out,
+            AclnnOutcome::Status(code) => {
+                let detail = gmmfr_aclnn_emu::last_error().map(|e| format!(": {e}")).unwrap_or_default();
+                eprintln!("{dir}: error: the aclnn call returned {code} ({}){detail}", gmmfr_aclnn_emu::status_meaning(code));
+                return Ok(ExitCode::from(1));
+            }
+            AclnnOutcome::NotLowered(reasons) => {
+                eprintln!("{dir}: note: not lowered to aclnn, falling back to the loop target: {}", reasons.join("; "));
+                gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir, usize::from(args.threads))?
+            }
+        },
     };
     if let Some(path) = &args.output {
         gmmfr_dialect::npy::write_npy(path, &out).map_err(|e| Error::Write {

@@ -42,6 +42,10 @@ pub const INFO: PassInfo = PassInfo {
     options: &[
         PassOption { name: "cann-version", help: "older or newer (default)" },
         PassOption { name: "strict", help: "true to make an op that cannot be lowered an error (default false)" },
+        PassOption {
+            name: "check-profile",
+            help: "false to emit the call even for ops outside the profile, leaving validation to the runtime's GetWorkspaceSize (default true)",
+        },
     ],
 };
 
@@ -49,6 +53,7 @@ pub const INFO: PassInfo = PassInfo {
 pub struct LowerToAclnnPass {
     version: CannVersion,
     strict: bool,
+    check_profile: bool,
 }
 
 impl LowerToAclnnPass {
@@ -59,7 +64,11 @@ impl LowerToAclnnPass {
             None => CannVersion::default(),
             Some(text) => text.parse().map_err(|message| PassError::Option { pass: INFO.name, message })?,
         };
-        Ok(Self { version, strict: bool_option(&INFO, options, "strict", false)? })
+        Ok(Self {
+            version,
+            strict: bool_option(&INFO, options, "strict", false)?,
+            check_profile: bool_option(&INFO, options, "check-profile", true)?,
+        })
     }
 }
 
@@ -211,7 +220,7 @@ impl LowerToAclnnPass {
         };
         let entry = EntryPoint::choose(&scenario, view.operand("offset").is_some(), tuning.is_some())
             .ok_or_else(|| Skip::NoKernel(format!("the {scenario} variant has no Ascend kernel")))?;
-        let failed = check_gmmfr(&view, self.version);
+        let failed = if self.check_profile { check_gmmfr(&view, self.version) } else { Vec::new() };
         if !failed.is_empty() {
             return Err(Skip::Profile(failed.iter().map(|v| v.to_string()).collect()));
         }
@@ -435,5 +444,13 @@ fn emit(name: &str, arguments: usize, entry: EntryPoint, tensors: &[Option<AclTe
     let _ = writeln!(body, "    llvm.return %status : i32");
 
     let parameters: Vec<String> = (0..arguments).map(|i| format!("%arg{i}: !llvm.ptr")).chain(["%out: !llvm.ptr".into(), "%stream: !llvm.ptr".into()]).collect();
-    format!("{globals}  llvm.func @{name}({}) -> i32 {{\n{body}  }}\n", parameters.join(", "))
+    // The C-interface twin (`_mlir_ciface_<name>`) that MLIR's ExecutionEngine calls through its
+    // packed interface; object-file callers use `<name>` itself.
+    let forwarded: Vec<String> = (0..arguments).map(|i| format!("%arg{i}")).chain(["%out".into(), "%stream".into()]).collect();
+    let types = vec!["!llvm.ptr"; arguments + 2].join(", ");
+    format!(
+        "{globals}  llvm.func @{name}({params}) -> i32 {{\n{body}  }}\n  llvm.func @_mlir_ciface_{name}({params}) -> i32 {{\n    %status = llvm.call @{name}({args}) : ({types}) -> i32\n    llvm.return %status : i32\n  }}\n",
+        params = parameters.join(", "),
+        args = forwarded.join(", "),
+    )
 }
