@@ -88,10 +88,19 @@ pub fn run_case(
     let mut status: i32 = -1;
     let mut arguments: Vec<*mut ()> = pointers.iter_mut().map(|p| p as *mut *mut () as *mut ()).collect();
     arguments.push(&mut status as *mut i32 as *mut ());
-    // SAFETY: the lowered function takes one pointer per present operand (in declaration order,
+    // SAFETY (the call below): the lowered function takes one pointer per present operand (in declaration order,
     // as case_source declares them), the output pointer and the stream, and returns an i32; each
     // buffer matches the static type the module was built from, and all outlive the call.
+    let before = gmmfr_aclnn_emu::live_objects();
     unsafe { jit.invoke_packed(case_module::ENTRY, &mut arguments)? };
+    // The generated code must release every ACL object it created, on every path.
+    let after = gmmfr_aclnn_emu::live_objects();
+    if after != before {
+        return Err(Error::Invalid(vec![gmmfr_dialect::diagnostics::Diagnostic::error(
+            gmmfr_dialect::location::SourceLoc::Path(source_name.to_string()),
+            format!("the generated aclnn call leaked ACL objects: {before:?} before, {after:?} after"),
+        )]));
+    }
     if status != 0 {
         return Ok(AclnnOutcome::Status(status));
     }
