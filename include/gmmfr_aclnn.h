@@ -110,7 +110,8 @@ aclTensor *aclCreateTensor(const int64_t *viewDims, uint64_t viewDimsNum, aclDat
 /** Releases a tensor descriptor (not its data). NULL is a no-op. */
 aclnnStatus aclDestroyTensor(const aclTensor *tensor);
 
-/** Creates an int array holding a copy of `size` values. */
+/** Creates an int array holding a copy of `size` values (NULL if value is NULL with size > 0,
+ * or size > 65536). */
 aclIntArray *aclCreateIntArray(const int64_t *value, uint64_t size);
 
 /** Releases an int array. NULL is a no-op. */

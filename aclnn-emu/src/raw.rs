@@ -57,7 +57,7 @@ pub(crate) unsafe fn read_i64s(src: *const i64, count: usize) -> Option<Vec<i64>
     Some(
         bytes
             .chunks_exact(8)
-            .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .map(|c| i64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
             .collect(),
     )
 }

@@ -274,8 +274,8 @@ fn non_empty(name: &str, shape: &[usize]) -> Result<(), AclnnError> {
 fn contiguous(name: &str, shape: &[usize], strides: &[i64]) -> Result<(), AclnnError> {
     let mut expected = 1usize;
     let mut want = vec![0i64; shape.len()];
-    for (i, &d) in shape.iter().enumerate().rev() {
-        want[i] = i64::try_from(expected).unwrap_or(i64::MAX);
+    for (w, &d) in want.iter_mut().zip(shape).rev() {
+        *w = i64::try_from(expected).unwrap_or(i64::MAX);
         expected = expected.saturating_mul(d);
     }
     let ok = shape.len() == strides.len()
