@@ -335,6 +335,8 @@ pub struct Summary {
     pub time_saved_us: f64,
     /// Intermediate traffic the blocked candidates would remove if they fused, bytes.
     pub blocked_bytes_saved: u64,
+    /// Candidates whose worth is unknown (a dynamic size), left out of the byte and time totals.
+    pub unknown_worth: usize,
     /// Fused ops already in the module.
     pub existing_fused_ops: usize,
 }
@@ -349,6 +351,9 @@ impl Report {
             ..Summary::default()
         };
         for candidate in &self.candidates {
+            if candidate.worth.bytes_saved.is_none() {
+                summary.unknown_worth += 1;
+            }
             match candidate.verdict {
                 Verdict::Fused => {
                     summary.fused += 1;

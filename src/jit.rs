@@ -7,7 +7,6 @@
 use crate::error::Error;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::location::SourceLoc;
-use melior::ExecutionEngine;
 use melior::ir::{
     Module,
     operation::{OperationLike, WalkOrder, WalkResult},
@@ -31,9 +30,10 @@ pub fn unlowered_ops(module: &Module<'_>) -> Vec<Diagnostic> {
     found
 }
 
-/// A JIT-compiled module.
+/// A JIT-compiled module. MLIR's ExecutionEngine is wrapped here directly (not through melior)
+/// because melior's constructor hides a failed creation, after which the first lookup crashes.
 pub struct Jit {
-    engine: ExecutionEngine,
+    raw: mlir_sys::MlirExecutionEngine,
 }
 
 impl Jit {
@@ -54,37 +54,62 @@ impl Jit {
                 return Err(Error::Setup(format!("{library} is missing; run ./setup.sh")));
             }
         }
-        // The engine wants NUL-terminated paths.
+        // The engine reads the paths as C strings: keep NUL-terminated copies alive for the call.
         let terminated: Vec<String> = libraries.iter().map(|l| format!("{l}\0")).collect();
-        let paths: Vec<&str> = terminated.iter().map(String::as_str).collect();
-        let engine = ExecutionEngine::new(module, 2, &paths, false, false);
-        for (name, address) in symbols {
-            // SAFETY: each address is a function with the C signature the module declares for
-            // `name` (the emulator's exports are declared from the same ABI table).
-            unsafe { engine.register_symbol(name, *address) };
+        let paths: Vec<mlir_sys::MlirStringRef> =
+            terminated.iter().map(|l| melior::StringRef::new(&l[..l.len() - 1]).to_raw()).collect();
+        // SAFETY: the module is live and fully in the LLVM dialect (checked above); `paths`
+        // points at `paths.len()` string refs into `terminated`, both alive for the call.
+        let raw = unsafe {
+            mlir_sys::mlirExecutionEngineCreate(module.to_raw(), 2, paths.len() as i32, paths.as_ptr(), false, false)
+        };
+        if raw.ptr.is_null() {
+            return Err(Error::Invalid(vec![Diagnostic::error(
+                SourceLoc::Unknown,
+                "MLIR's ExecutionEngine could not compile the module (its translation to LLVM IR or code generation failed)",
+            )]));
         }
-        Ok(Self { engine })
+        let jit = Self { raw };
+        for (name, address) in symbols {
+            // SAFETY: the engine is live; each address is a function with the C signature the
+            // module declares for `name` (the emulator's exports follow the same ABI table).
+            unsafe { mlir_sys::mlirExecutionEngineRegisterSymbol(jit.raw, melior::StringRef::new(name).to_raw(), *address as *mut _) };
+        }
+        Ok(jit)
     }
 
     /// The address of a symbol (null if absent).
     pub fn lookup(&self, name: &str) -> *mut () {
-        self.engine.lookup(name)
+        // SAFETY: the engine is live; lookup only reads it.
+        unsafe { mlir_sys::mlirExecutionEngineLookup(self.raw, melior::StringRef::new(name).to_raw()) as *mut () }
     }
 
-    /// Calls `name` through MLIR's packed interface: `arguments` point at each argument value, and
-    /// the last one at storage for the result.
+    /// Calls `name` through MLIR's packed C interface (`_mlir_ciface_<name>`): `arguments` point
+    /// at each argument value (for a result, the first one points at its storage).
     ///
     /// # Safety
     ///
-    /// Each pointer must point at a value of the type the function's signature has at that
+    /// Each pointer must point at a value of the type the function's C interface has at that
     /// position, alive for the call, and every pointer argument must point at memory as large as
     /// the function will access.
     pub unsafe fn invoke_packed(&self, name: &str, arguments: &mut [*mut ()]) -> Result<(), Error> {
-        if self.engine.lookup(name).is_null() {
-            return Err(Error::Invalid(vec![Diagnostic::error(SourceLoc::Unknown, format!("no function @{name} in the JIT-compiled module"))]));
+        if self.lookup(&format!("_mlir_ciface_{name}")).is_null() {
+            return Err(Error::Invalid(vec![Diagnostic::error(SourceLoc::Unknown, format!("no function @{name} with a C interface in the JIT-compiled module"))]));
         }
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { self.engine.invoke_packed(name, arguments) }
-            .map_err(|e| Error::Invalid(vec![Diagnostic::error(SourceLoc::Unknown, format!("calling @{name} failed: {e}"))]))
+        // SAFETY: forwarded from the caller's contract; the engine is live.
+        let result = unsafe {
+            mlir_sys::mlirExecutionEngineInvokePacked(self.raw, melior::StringRef::new(name).to_raw(), arguments.as_mut_ptr() as *mut *mut _)
+        };
+        if result.value == 0 {
+            return Err(Error::Invalid(vec![Diagnostic::error(SourceLoc::Unknown, format!("calling @{name} failed"))]));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Jit {
+    fn drop(&mut self) {
+        // SAFETY: the engine was created by mlirExecutionEngineCreate and is destroyed once.
+        unsafe { mlir_sys::mlirExecutionEngineDestroy(self.raw) }
     }
 }

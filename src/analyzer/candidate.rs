@@ -64,14 +64,26 @@ pub(super) fn build(
     let facts = graph.facts(gmm_node, node, reshape_node.unwrap_or(node));
     let subgraph = graph.subgraph(gmm_node, node, reshape_node, &facts.obstacles, &facts.enclosing);
 
-    let x = gmm.operand_info("x");
-    let weight = gmm.operand_info("weight");
-    let scenario = x
-        .as_ref()
-        .zip(weight.as_ref())
+    let types = Types::of(&gmm, &finalize);
+    let scenario = types
+        .gmm("x")
+        .zip(types.gmm("weight"))
         .and_then(|(x, w)| Scenario::classify(x, w));
-    let shapes = shapes(&gmm, &finalize);
-    let traffic = traffic(&gmm, &finalize, &shapes, scenario.as_ref(), plan.as_deref(), fusion);
+    let shapes = shapes(&types);
+    let traffic = traffic(
+        &gmm,
+        &finalize,
+        &types,
+        &shapes,
+        scenario.as_ref(),
+        plan.as_deref(),
+        fusion,
+    );
+    let mut worth = roofline::estimate(traffic.as_ref(), roofline);
+    // The flops need only m, k and n, even where a dynamic size leaves the traffic unknown.
+    if let (None, Some(m), Some(k), Some(n)) = (worth.flops, shapes.m, shapes.k, shapes.n) {
+        worth.flops = Some(2 * m * k * n);
+    }
     Some(Candidate {
         id,
         function: graph.name.clone(),
@@ -80,48 +92,89 @@ pub(super) fn build(
         spelling: NPU_PAIR_SPELLING.to_string(),
         scenario: scenario.as_ref().map(|s| s.to_string()),
         shapes,
-        operands: operand_types(&gmm, "grouped_matmul")
-            .into_iter()
-            .chain(operand_types(&finalize, "moe_finalize_routing"))
-            .collect(),
+        operands: types.operand_types(),
         verdict,
         reasons: reasons.iter().map(reason_entry).collect(),
         notes: plan.map(|p| p.notes.clone()).unwrap_or_default(),
         graph_facts: facts.facts,
-        worth: roofline::estimate(traffic.as_ref(), roofline),
+        worth,
         subgraph,
     })
 }
 
-fn shapes(gmm: &NpuOp<'_, '_>, finalize: &NpuOp<'_, '_>) -> Shapes {
-    let x = gmm.operand_info("x");
-    let batch = finalize.result_info(0).and_then(|o| o.dim(0));
-    let top_k = finalize.operand_info("scales").and_then(|s| s.dim(1)).or_else(|| {
-        let entries = numel(&finalize.operand_info("expanded_src_to_dst_row")?)?;
-        batch.filter(|b| *b > 0).map(|b| entries / b)
-    });
-    Shapes {
-        m: x.as_ref().and_then(|x| x.dim(0)),
-        k: x.as_ref().and_then(|x| x.dim(1)),
-        n: gmm.result_info(0).and_then(|y| y.dim(1)),
-        e: gmm.operand_info("group_list").and_then(|g| g.dim(0)),
-        batch,
-        top_k,
+/// The types of both ops' operands and results, each read once (reading a type prints it).
+struct Types {
+    gmm: Vec<(&'static str, TensorInfo)>,
+    gmm_out: Option<TensorInfo>,
+    finalize: Vec<(&'static str, TensorInfo)>,
+    out: Option<TensorInfo>,
+}
+
+impl Types {
+    fn of(gmm: &NpuOp<'_, '_>, finalize: &NpuOp<'_, '_>) -> Self {
+        let operands = |op: &NpuOp<'_, '_>| {
+            op.schema
+                .operands
+                .iter()
+                .filter_map(|decl| op.operand_info(decl.name).map(|info| (decl.name, info)))
+                .collect()
+        };
+        Self {
+            gmm: operands(gmm),
+            gmm_out: gmm.result_info(0),
+            finalize: operands(finalize),
+            out: finalize.result_info(0),
+        }
+    }
+
+    fn gmm(&self, name: &str) -> Option<&TensorInfo> {
+        self.gmm.iter().find(|(n, _)| *n == name).map(|(_, info)| info)
+    }
+
+    fn finalize(&self, name: &str) -> Option<&TensorInfo> {
+        self.finalize.iter().find(|(n, _)| *n == name).map(|(_, info)| info)
+    }
+
+    fn operand_types(&self) -> Vec<OperandType> {
+        let list = |prefix: &str, operands: &[(&'static str, TensorInfo)]| -> Vec<OperandType> {
+            operands
+                .iter()
+                .map(|(name, info)| OperandType {
+                    operand: format!("{prefix}.{name}"),
+                    dtype: info.elem.to_string(),
+                    r#type: info.text.clone(),
+                })
+                .collect()
+        };
+        let mut all = list("grouped_matmul", &self.gmm);
+        all.extend(list("moe_finalize_routing", &self.finalize));
+        all
     }
 }
 
-fn operand_types(op: &NpuOp<'_, '_>, prefix: &str) -> Vec<OperandType> {
-    op.schema
-        .operands
+/// Bytes of the operands named `names` that are present, `None` if one of them is dynamic.
+fn operand_bytes(operands: &[(&'static str, TensorInfo)], names: &[&str]) -> Option<u64> {
+    operands
         .iter()
-        .filter_map(|decl| {
-            op.operand_info(decl.name).map(|info| OperandType {
-                operand: format!("{prefix}.{}", decl.name),
-                dtype: info.elem.to_string(),
-                r#type: info.text,
-            })
-        })
-        .collect()
+        .filter(|(name, _)| names.contains(name))
+        .try_fold(0u64, |acc, (_, info)| Some(acc + bytes(info)?))
+}
+
+fn shapes(types: &Types) -> Shapes {
+    let x = types.gmm("x");
+    let batch = types.out.as_ref().and_then(|o| o.dim(0));
+    let top_k = types.finalize("scales").and_then(|s| s.dim(1)).or_else(|| {
+        let entries = numel(types.finalize("expanded_src_to_dst_row")?)?;
+        batch.filter(|b| *b > 0).map(|b| entries / b)
+    });
+    Shapes {
+        m: x.and_then(|x| x.dim(0)),
+        k: x.and_then(|x| x.dim(1)),
+        n: types.gmm_out.as_ref().and_then(|y| y.dim(1)),
+        e: types.gmm("group_list").and_then(|g| g.dim(0)),
+        batch,
+        top_k,
+    }
 }
 
 fn reason_entry(reason: &Reason) -> ReasonEntry {
@@ -173,20 +226,13 @@ fn bytes(info: &TensorInfo) -> Option<u64> {
     Some((numel(info)? * elem_bits(&info.elem)?).div_ceil(8))
 }
 
-/// Bytes of the present operands among `names`, `None` if one of them is dynamic.
-fn operand_bytes(op: &NpuOp<'_, '_>, names: &[&str]) -> Option<u64> {
-    names.iter().try_fold(0u64, |acc, name| match op.operand(name) {
-        None => Some(acc),
-        Some(value) => Some(acc + bytes(&info(value)?)?),
-    })
-}
-
 /// The bytes each kernel moves on both sides of the rewrite (see [`roofline`]). For a fused
 /// candidate the plan says what the rewrite builds; for a blocked one the same is assumed of
 /// the rewrite it would get (row_index and logit materialized).
 fn traffic(
     gmm: &NpuOp<'_, '_>,
     finalize: &NpuOp<'_, '_>,
+    types: &Types,
     shapes: &Shapes,
     scenario: Option<&Scenario>,
     plan: Option<&Plan<'_, '_>>,
@@ -199,13 +245,13 @@ fn traffic(
         Scenario::NonQuantized(Elem::F32) => Compute::F32,
         Scenario::NonQuantized(_) => Compute::Half,
     };
-    let x = gmm.operand_info("x")?;
-    let weight = gmm.operand_info("weight")?;
-    let group_list = gmm.operand_info("group_list")?;
-    let out = finalize.result_info(0)?;
-    let gmm_output = bytes(&gmm.result_info(0)?)?;
+    let x = types.gmm("x")?;
+    let weight = types.gmm("weight")?;
+    let group_list = types.gmm("group_list")?;
+    let out = types.out.as_ref()?;
+    let gmm_output = bytes(types.gmm_out.as_ref()?)?;
     let finalize_inputs = operand_bytes(
-        finalize,
+        &types.finalize,
         &[
             "skip1",
             "skip2",
@@ -246,13 +292,13 @@ fn traffic(
             None => 0,
         },
         // skip1 as a bf16 shared_input.
-        None => match finalize.operand_info("skip1") {
-            Some(skip1) => numel(&skip1)? * 2,
+        None => match types.finalize("skip1") {
+            Some(skip1) => numel(skip1)? * 2,
             None => 0,
         },
     };
 
-    let weight_bytes = bytes(&weight)?;
+    let weight_bytes = bytes(weight)?;
     let fused_weight = if weight_to_nz {
         // (e, ceil(n/32), ceil(k/16), 16, 32) int8.
         weight.dim(0)? * n.div_ceil(32) * 32 * k.div_ceil(16) * 16
@@ -261,17 +307,17 @@ fn traffic(
     };
     let logit = if has_scales { m * 4 } else { 0 };
     let row_index = reused_row_index.unwrap_or(m * 4);
-    let fused_inputs = bytes(&x)?
+    let fused_inputs = bytes(x)?
         + fused_weight
-        + bytes(&group_list)?
-        + operand_bytes(gmm, &["scale", "per_token_scale"])?
+        + bytes(group_list)?
+        + operand_bytes(&types.gmm, &["scale", "per_token_scale"])?
         + shared
         + logit
         + row_index;
     let index_materialization = if reused_row_index.is_some() && !has_scales {
         0
     } else {
-        let scales = operand_bytes(finalize, &["scales"])?;
+        let scales = operand_bytes(&types.finalize, &["scales"])?;
         let row_index_write = if reused_row_index.is_some() { 0 } else { m * 4 };
         m * 4 + scales + row_index_write + logit
     };
@@ -279,15 +325,18 @@ fn traffic(
     let output_cast = if out.elem == Elem::F32 {
         0
     } else {
-        fused_output + bytes(&out)?
+        fused_output + bytes(out)?
     };
     Some(Traffic {
         flops: 2 * m * k * n,
         compute,
-        gmm_inputs: operand_bytes(gmm, &["x", "weight", "group_list", "scale", "per_token_scale", "bias"])?,
+        gmm_inputs: operand_bytes(
+            &types.gmm,
+            &["x", "weight", "group_list", "scale", "per_token_scale", "bias"],
+        )?,
         gmm_output,
         finalize_inputs,
-        finalize_output: bytes(&out)?,
+        finalize_output: bytes(out)?,
         index_transpose,
         fused_inputs,
         fused_output,
@@ -295,7 +344,7 @@ fn traffic(
         output_cast,
         weight_cast: if weight_to_nz { weight_bytes + fused_weight } else { 0 },
         group_list_conversion: if group_list_to_counts {
-            2 * bytes(&group_list)?
+            2 * bytes(group_list)?
         } else {
             0
         },

@@ -24,14 +24,16 @@
 //!   }],
 //!   "summary": {"functions", "candidates", "fused", "blocked", "blocked_by_reason": {"code": count},
 //!               "bytes_saved", "net_bytes_saved", "time_saved_us", "blocked_bytes_saved",
-//!               "existing_fused_ops"}
+//!               "unknown_worth", "existing_fused_ops"}
 //! }
 //! ```
 //!
-//! Object keys print in sorted order. Times are microseconds rounded to 0.001.
+//! Keys print in the order above, two-space indented. Times are microseconds rounded to 0.001.
+//! The text is written directly (no intermediate JSON tree), so that a 600-layer report costs
+//! its size and nothing more.
 
 use super::{Candidate, GraphFact, OpDesc, Report};
-use serde_json::{Value, json};
+use std::fmt::Write as _;
 
 /// The schema's name and version; bumped on any incompatible change.
 pub const SCHEMA_VERSION: &str = "gmmfr-analyze/1";
@@ -41,119 +43,295 @@ fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0 + 0.0
 }
 
-fn op(desc: &OpDesc) -> Value {
-    json!({"op": desc.name, "location": desc.location.to_string()})
+/// A pretty-printing JSON writer: objects and arrays open and close, keys and array items
+/// separate themselves.
+struct Writer {
+    out: String,
+    depth: usize,
+    /// Nothing written yet in the innermost open object or array.
+    empty: bool,
 }
 
-fn fact(fact: &GraphFact) -> Value {
-    match fact {
-        GraphFact::OtherUser {
-            user,
-            operand,
-            reaches_finalize,
-        } => json!({
-            "kind": fact.kind(),
-            "op": user.name,
-            "location": user.location.to_string(),
-            "operand": operand,
-            "reaches_finalize": reaches_finalize,
-        }),
-        GraphFact::WouldBeCycle { path } => json!({
-            "kind": fact.kind(),
-            "path": path.iter().map(op).collect::<Vec<_>>(),
-        }),
-        GraphFact::DifferentRegions {
-            gmm_enclosing,
-            finalize_enclosing,
-            common,
-        } => json!({
-            "kind": fact.kind(),
-            "gmm_enclosing": gmm_enclosing.iter().map(op).collect::<Vec<_>>(),
-            "finalize_enclosing": finalize_enclosing.iter().map(op).collect::<Vec<_>>(),
-            "common": common.as_ref().map(op),
-        }),
+impl Writer {
+    fn newline(&mut self) {
+        self.out.push('\n');
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
     }
-}
 
-/// One candidate as a JSON object.
-pub fn candidate(c: &Candidate) -> Value {
-    let w = &c.worth;
-    json!({
-        "id": c.id,
-        "function": c.function,
-        "location": c.location.to_string(),
-        "gmm_location": c.gmm_location.to_string(),
-        "spelling": c.spelling,
-        "scenario": c.scenario,
-        "shapes": {
-            "m": c.shapes.m, "k": c.shapes.k, "n": c.shapes.n,
-            "e": c.shapes.e, "batch": c.shapes.batch, "top_k": c.shapes.top_k,
-        },
-        "operands": c.operands.iter().map(|o| json!({
-            "operand": o.operand, "dtype": o.dtype, "type": o.r#type,
-        })).collect::<Vec<_>>(),
-        "decision": c.verdict.as_str(),
-        "reasons": c.reasons.iter().map(|r| json!({
-            "code": r.code,
-            "message": r.message,
-            "profile": r.profile.as_ref().map(|p| json!({
-                "constraint": p.constraint, "subject": p.subject, "actual": p.actual, "allowed": p.allowed,
-            })),
-        })).collect::<Vec<_>>(),
-        "notes": c.notes,
-        "graph_facts": c.graph_facts.iter().map(fact).collect::<Vec<_>>(),
-        "bytes_saved": w.bytes_saved,
-        "worth": {
-            "bytes_added": w.bytes_added,
-            "net_bytes_saved": w.net_bytes_saved,
-            "flops": w.flops,
-            "time_unfused_us": w.time_unfused_us.map(round),
-            "time_fused_us": w.time_fused_us.map(round),
-            "time_saved_us": w.time_saved_us.map(round),
-            "gmm_bound": w.gmm_bound.map(|b| b.as_str()),
-        },
-    })
-}
+    /// Starts the next member of the innermost object or array.
+    fn next(&mut self) {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        self.newline();
+    }
 
-/// The whole report as a JSON value.
-pub fn to_value(report: &Report) -> Value {
-    let s = report.summary();
-    let r = report.options.roofline();
-    json!({
-        "schema": SCHEMA_VERSION,
-        "source": report.source,
-        "options": {
-            "target": report.options.target_name(),
-            "cann_version": report.options.cann_version.to_string(),
-            "precision": report.options.precision_name(),
-        },
-        "roofline": {
-            "name": r.name,
-            "basis": r.basis,
-            "memory_bytes_per_s": r.memory_bytes_per_s,
-            "int8_ops_per_s": r.int8_ops_per_s,
-            "half_flops_per_s": r.half_flops_per_s,
-            "f32_flops_per_s": r.f32_flops_per_s,
-        },
-        "candidates": report.candidates.iter().map(candidate).collect::<Vec<_>>(),
-        "summary": {
-            "functions": s.functions,
-            "candidates": s.candidates,
-            "fused": s.fused,
-            "blocked": s.blocked,
-            "blocked_by_reason": s.blocked_by_reason,
-            "bytes_saved": s.bytes_saved,
-            "net_bytes_saved": s.net_bytes_saved,
-            "time_saved_us": round(s.time_saved_us),
-            "blocked_bytes_saved": s.blocked_bytes_saved,
-            "existing_fused_ops": s.existing_fused_ops,
-        },
-    })
+    fn open(&mut self, bracket: char) {
+        self.out.push(bracket);
+        self.depth += 1;
+        self.empty = true;
+    }
+
+    fn close(&mut self, bracket: char) {
+        self.depth -= 1;
+        if !self.empty {
+            self.newline();
+        }
+        self.out.push(bracket);
+        self.empty = false;
+    }
+
+    fn key(&mut self, key: &str) -> &mut Self {
+        self.next();
+        self.string(key);
+        self.out.push_str(": ");
+        self
+    }
+
+    fn item(&mut self) -> &mut Self {
+        self.next();
+        self
+    }
+
+    fn string(&mut self, text: &str) {
+        self.out.push('"');
+        for c in text.chars() {
+            match c {
+                '"' => self.out.push_str("\\\""),
+                '\\' => self.out.push_str("\\\\"),
+                '\n' => self.out.push_str("\\n"),
+                '\r' => self.out.push_str("\\r"),
+                '\t' => self.out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(self.out, "\\u{:04x}", c as u32);
+                }
+                c => self.out.push(c),
+            }
+        }
+        self.out.push('"');
+    }
+
+    fn display(&mut self, value: impl std::fmt::Display) {
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn float(&mut self, value: f64) {
+        if value.is_finite() {
+            let _ = write!(self.out, "{value:?}");
+        } else {
+            self.out.push_str("null");
+        }
+    }
+
+    fn null(&mut self) {
+        self.out.push_str("null");
+    }
+
+    fn opt_u64(&mut self, value: Option<u64>) {
+        match value {
+            Some(v) => self.display(v),
+            None => self.null(),
+        }
+    }
+
+    fn opt_i64(&mut self, value: Option<i64>) {
+        match value {
+            Some(v) => self.display(v),
+            None => self.null(),
+        }
+    }
+
+    fn opt_f64(&mut self, value: Option<f64>) {
+        match value {
+            Some(v) => self.float(round(v)),
+            None => self.null(),
+        }
+    }
+
+    fn opt_str(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) => self.string(v),
+            None => self.null(),
+        }
+    }
+
+    fn strings(&mut self, items: &[String]) {
+        self.open('[');
+        for item in items {
+            self.item().string(item);
+        }
+        self.close(']');
+    }
+
+    fn op(&mut self, desc: &OpDesc) {
+        self.open('{');
+        self.key("op").string(&desc.name);
+        self.key("location").string(&desc.location.to_string());
+        self.close('}');
+    }
+
+    fn ops(&mut self, ops: &[OpDesc]) {
+        self.open('[');
+        for op in ops {
+            self.item().op(op);
+        }
+        self.close(']');
+    }
+
+    fn fact(&mut self, fact: &GraphFact) {
+        self.open('{');
+        self.key("kind").string(fact.kind());
+        match fact {
+            GraphFact::OtherUser {
+                user,
+                operand,
+                reaches_finalize,
+            } => {
+                self.key("op").string(&user.name);
+                self.key("location").string(&user.location.to_string());
+                self.key("operand").display(operand);
+                self.key("reaches_finalize").display(reaches_finalize);
+            }
+            GraphFact::WouldBeCycle { path } => self.key("path").ops(path),
+            GraphFact::DifferentRegions {
+                gmm_enclosing,
+                finalize_enclosing,
+                common,
+            } => {
+                self.key("gmm_enclosing").ops(gmm_enclosing);
+                self.key("finalize_enclosing").ops(finalize_enclosing);
+                match common {
+                    Some(common) => self.key("common").op(common),
+                    None => self.key("common").null(),
+                }
+            }
+        }
+        self.close('}');
+    }
+
+    fn candidate(&mut self, c: &Candidate) {
+        self.open('{');
+        self.key("id").display(c.id);
+        self.key("function").string(&c.function);
+        self.key("location").string(&c.location.to_string());
+        self.key("gmm_location").string(&c.gmm_location.to_string());
+        self.key("spelling").string(&c.spelling);
+        self.key("scenario").opt_str(c.scenario.as_deref());
+        self.key("shapes").open('{');
+        let s = &c.shapes;
+        for (name, value) in [
+            ("m", s.m),
+            ("k", s.k),
+            ("n", s.n),
+            ("e", s.e),
+            ("batch", s.batch),
+            ("top_k", s.top_k),
+        ] {
+            self.key(name).opt_u64(value);
+        }
+        self.close('}');
+        self.key("operands").open('[');
+        for operand in &c.operands {
+            self.item().open('{');
+            self.key("operand").string(&operand.operand);
+            self.key("dtype").string(&operand.dtype);
+            self.key("type").string(&operand.r#type);
+            self.close('}');
+        }
+        self.close(']');
+        self.key("decision").string(c.verdict.as_str());
+        self.key("reasons").open('[');
+        for reason in &c.reasons {
+            self.item().open('{');
+            self.key("code").string(&reason.code);
+            self.key("message").string(&reason.message);
+            match &reason.profile {
+                Some(p) => {
+                    self.key("profile").open('{');
+                    self.key("constraint").string(p.constraint);
+                    self.key("subject").string(&p.subject);
+                    self.key("actual").string(&p.actual);
+                    self.key("allowed").string(&p.allowed);
+                    self.close('}');
+                }
+                None => self.key("profile").null(),
+            }
+            self.close('}');
+        }
+        self.close(']');
+        self.key("notes").strings(&c.notes);
+        self.key("graph_facts").open('[');
+        for fact in &c.graph_facts {
+            self.item().fact(fact);
+        }
+        self.close(']');
+        let w = &c.worth;
+        self.key("bytes_saved").opt_u64(w.bytes_saved);
+        self.key("worth").open('{');
+        self.key("bytes_added").opt_i64(w.bytes_added);
+        self.key("net_bytes_saved").opt_i64(w.net_bytes_saved);
+        self.key("flops").opt_u64(w.flops);
+        self.key("time_unfused_us").opt_f64(w.time_unfused_us);
+        self.key("time_fused_us").opt_f64(w.time_fused_us);
+        self.key("time_saved_us").opt_f64(w.time_saved_us);
+        self.key("gmm_bound").opt_str(w.gmm_bound.map(|b| b.as_str()));
+        self.close('}');
+        self.close('}');
+    }
 }
 
 /// The report as pretty-printed JSON text (with a final newline).
 pub fn render(report: &Report) -> String {
-    let mut text = serde_json::to_string_pretty(&to_value(report)).unwrap_or_else(|_| "{}".to_string());
-    text.push('\n');
-    text
+    let s = report.summary();
+    let r = report.options.roofline();
+    // About 3 KiB per candidate.
+    let mut w = Writer {
+        out: String::with_capacity(2048 + 3072 * report.candidates.len()),
+        depth: 0,
+        empty: true,
+    };
+    w.open('{');
+    w.key("schema").string(SCHEMA_VERSION);
+    w.key("source").string(&report.source);
+    w.key("options").open('{');
+    w.key("target").string(report.options.target_name());
+    w.key("cann_version").string(&report.options.cann_version.to_string());
+    w.key("precision").string(report.options.precision_name());
+    w.close('}');
+    w.key("roofline").open('{');
+    w.key("name").string(r.name);
+    w.key("basis").string(r.basis);
+    w.key("memory_bytes_per_s").float(r.memory_bytes_per_s);
+    w.key("int8_ops_per_s").float(r.int8_ops_per_s);
+    w.key("half_flops_per_s").float(r.half_flops_per_s);
+    w.key("f32_flops_per_s").float(r.f32_flops_per_s);
+    w.close('}');
+    w.key("candidates").open('[');
+    for candidate in &report.candidates {
+        w.item().candidate(candidate);
+    }
+    w.close(']');
+    w.key("summary").open('{');
+    w.key("functions").display(s.functions);
+    w.key("candidates").display(s.candidates);
+    w.key("fused").display(s.fused);
+    w.key("blocked").display(s.blocked);
+    w.key("blocked_by_reason").open('{');
+    for (code, count) in &s.blocked_by_reason {
+        w.key(code).display(count);
+    }
+    w.close('}');
+    w.key("bytes_saved").display(s.bytes_saved);
+    w.key("net_bytes_saved").display(s.net_bytes_saved);
+    w.key("time_saved_us").float(round(s.time_saved_us));
+    w.key("blocked_bytes_saved").display(s.blocked_bytes_saved);
+    w.key("unknown_worth").display(s.unknown_worth);
+    w.key("existing_fused_ops").display(s.existing_fused_ops);
+    w.close('}');
+    w.close('}');
+    w.out.push('\n');
+    w.out
 }

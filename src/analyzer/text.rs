@@ -117,6 +117,13 @@ pub fn render_summary(summary: &Summary) -> String {
             let _ = writeln!(text, "    {code}: {count}");
         }
     }
+    if summary.unknown_worth > 0 {
+        let _ = writeln!(
+            text,
+            "  not in the totals: {} candidate(s) with a dynamic size",
+            summary.unknown_worth
+        );
+    }
     if summary.existing_fused_ops > 0 {
         let _ = writeln!(
             text,

@@ -37,6 +37,7 @@ pub enum FormatArg {
     Dot,
 }
 
+/// The arguments of `gmmfr analyze`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The module to analyze (npu IR; ops of other dialects around it are accepted).
@@ -58,6 +59,7 @@ pub struct Args {
     output: Option<PathBuf>,
 }
 
+/// Loads, analyzes and prints (or writes) the report.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let options = AnalyzeOptions {
         target: match args.target {

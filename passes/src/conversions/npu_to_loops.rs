@@ -6,7 +6,7 @@
 
 use super::gmmfr_loop_kernel::{KernelSpec, STATUS_GLOBAL, kernel_text};
 use super::moe_loop_kernels::{self, OpKernel};
-use crate::pass::{Pass, PassError, PassInfo, PassOptions, PassOutcome, check_option_names};
+use crate::pass::{Pass, PassError, PassInfo, PassOption, PassOptions, PassOutcome, check_option_names};
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::location::SourceLoc;
@@ -31,17 +31,43 @@ pub const INFO: PassInfo = PassInfo {
                   each expert's rows are multiplied, dequantized, weighted and scatter-added without the \
                   (m, n) intermediate going to memory. Deterministic: contributions to an output row are \
                   added in increasing row order.",
-    options: &[],
+    options: &[PassOption {
+        name: "vnni",
+        help: "auto (default: use AVX-512 VNNI dot products for A8W8 when the host has them), true or false (the portable path; identical integer results)",
+    }],
 };
 
 /// The loop lowering.
-pub struct LowerToLoopsPass;
+pub struct LowerToLoopsPass {
+    vnni: bool,
+}
+
+/// Whether the host can run AVX-512 VNNI code (the JIT compiles for the host).
+pub fn host_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 impl LowerToLoopsPass {
-    /// Creates the pass from pipeline options (it has none).
+    /// Creates the pass from pipeline options.
     pub fn create(options: &PassOptions) -> Result<Self, PassError> {
         check_option_names(&INFO, options)?;
-        Ok(Self)
+        let vnni = match options.get("vnni").map(String::as_str) {
+            None | Some("auto") => host_has_vnni(),
+            Some("true") if host_has_vnni() => true,
+            Some("true") => {
+                return Err(PassError::Option { pass: INFO.name, message: "vnni=true, but this CPU has no AVX-512 VNNI".into() });
+            }
+            Some("false") => false,
+            Some(other) => return Err(PassError::Option { pass: INFO.name, message: format!("option 'vnni' expects auto, true or false, got '{other}'") }),
+        };
+        Ok(Self { vnni })
     }
 }
 
@@ -103,6 +129,7 @@ impl Pass for LowerToLoopsPass {
                     },
                     shared_input_offset: int("shared_input_offset"),
                     group_list_type: int("group_list_type"),
+                    vnni: self.vnni,
                 };
                 kernels.push_str(&kernel_text(&spec));
                 plans.push((*op, name, spec.parameter_types()));
