@@ -53,7 +53,9 @@ pub fn run_case(
         WalkResult::Advance
     });
     if still_fused {
-        return Ok(AclnnOutcome::NotLowered(report.diagnostics.iter().map(|d| d.message.clone()).collect()));
+        return Ok(AclnnOutcome::NotLowered(
+            report.diagnostics.iter().map(|d| d.message.clone()).collect(),
+        ));
     }
 
     set_release(match version {
@@ -77,7 +79,11 @@ pub fn run_case(
     .flatten()
     .collect();
     let m = operands.x.shape().first().copied().unwrap_or(0);
-    let rows = if attrs.output_bs > 0 { attrs.output_bs as usize } else { m };
+    let rows = if attrs.output_bs > 0 {
+        attrs.output_bs as usize
+    } else {
+        m
+    };
     let n = operands.scale.and_then(|s| s.shape().last().copied()).unwrap_or(0);
     let mut out = vec![0f32; rows * n];
     let mut pointers: Vec<*mut ()> = present.iter().map(|t| data_pointer(t)).collect();
@@ -106,5 +112,8 @@ pub fn run_case(
     }
     Tensor::from_f32(vec![rows, n], out)
         .map(AclnnOutcome::Ran)
-        .map_err(|e| Error::Write { path: source_name.to_string(), message: e.to_string() })
+        .map_err(|e| Error::Write {
+            path: source_name.to_string(),
+            message: e.to_string(),
+        })
 }

@@ -18,17 +18,17 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
+        if n == 0 { 0 } else { self.next_u64() % n }
     }
     fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
     fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();
@@ -57,13 +57,20 @@ fn int_attr(op: &NpuOp<'_, '_>, name: &str) -> i64 {
 fn role(argument: Value<'_, '_>) -> Role {
     for user in users(argument) {
         let Ok(Some(op)) = NpuOp::new(user) else { continue };
-        let is = |name: &str| op.operand(name).is_some_and(|v| v.to_raw().ptr == argument.to_raw().ptr);
+        let is = |name: &str| {
+            op.operand(name)
+                .is_some_and(|v| v.to_raw().ptr == argument.to_raw().ptr)
+        };
         match op.name() {
             "npu.moe_init_routing" if is("expert_idx") => return Role::ExpertIds(int_attr(&op, "expert_num") as u64),
             "npu.grouped_matmul" if is("group_list") => {
                 let groups = TensorInfo::of(argument.r#type()).and_then(|i| i.dim(0)).unwrap_or(0) as usize;
                 let rows = op.operand_info("x").and_then(|x| x.dim(0)).unwrap_or(0);
-                return Role::GroupList { groups, rows, list_type: int_attr(&op, "group_list_type") };
+                return Role::GroupList {
+                    groups,
+                    rows,
+                    list_type: int_attr(&op, "group_list_type"),
+                };
             }
             "npu.moe_finalize_routing" if is("expanded_src_to_dst_row") => return Role::Permutation,
             "npu.moe_finalize_routing" if is("expert_for_source_row") => {
@@ -80,12 +87,24 @@ fn random_tensor(info: &TensorInfo, role: &Role, rng: &mut Rng) -> Result<Tensor
     let shape: Vec<usize> = info
         .dims
         .iter()
-        .map(|d| d.map(|d| d as usize).ok_or_else(|| format!("argument of type {} has a dynamic shape", info.text)))
+        .map(|d| {
+            d.map(|d| d as usize)
+                .ok_or_else(|| format!("argument of type {} has a dynamic shape", info.text))
+        })
         .collect::<Result<_, _>>()?;
     let count: usize = shape.iter().product();
     let tensor = match (role, &info.elem) {
-        (Role::ExpertIds(n), Elem::I32) => Tensor::from_i32(shape, (0..count).map(|_| rng.below(*n) as i32).collect()).map_err(|e| e.to_string())?,
-        (Role::GroupList { groups, rows, list_type }, Elem::I64) => {
+        (Role::ExpertIds(n), Elem::I32) => {
+            Tensor::from_i32(shape, (0..count).map(|_| rng.below(*n) as i32).collect()).map_err(|e| e.to_string())?
+        }
+        (
+            Role::GroupList {
+                groups,
+                rows,
+                list_type,
+            },
+            Elem::I64,
+        ) => {
             // Active rows: all of m, or (one time in two) fewer, as on an expert-parallel shard.
             let active = if rng.below(2) == 0 { *rows } else { rng.below(*rows + 1) };
             let mut counts = vec![0i64; *groups];
@@ -108,17 +127,30 @@ fn random_tensor(info: &TensorInfo, role: &Role, rng: &mut Rng) -> Result<Tensor
             }
             Tensor::from_i64(shape, counts).map_err(|e| e.to_string())?
         }
-        (Role::Permutation, Elem::I32) => Tensor::from_i32(shape, rng.permutation(count).into_iter().map(|v| v as i32).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::I8) => Tensor::from_i8(shape, (0..count).map(|_| rng.below(256) as i64 as i8).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::I4) => Tensor::from_i4(shape, (0..count).map(|_| rng.below(16) as i8 - 8).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::I32) => Tensor::from_i32(shape, (0..count).map(|_| rng.below(4) as i32).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::I64) => Tensor::from_i64(shape, (0..count).map(|_| rng.below(4) as i64).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::F32) => Tensor::from_f32(shape, (0..count).map(|_| rng.unit()).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::BF16) => Tensor::from_bf16(shape, (0..count).map(|_| half::bf16::from_f32(rng.unit())).collect()).map_err(|e| e.to_string())?,
-        (_, Elem::F16) => Tensor::from_f16(shape, (0..count).map(|_| half::f16::from_f32(rng.unit())).collect()).map_err(|e| e.to_string())?,
+        (Role::Permutation, Elem::I32) => {
+            Tensor::from_i32(shape, rng.permutation(count).into_iter().map(|v| v as i32).collect())
+                .map_err(|e| e.to_string())?
+        }
+        (_, Elem::I8) => Tensor::from_i8(shape, (0..count).map(|_| rng.below(256) as i64 as i8).collect())
+            .map_err(|e| e.to_string())?,
+        (_, Elem::I4) => {
+            Tensor::from_i4(shape, (0..count).map(|_| rng.below(16) as i8 - 8).collect()).map_err(|e| e.to_string())?
+        }
+        (_, Elem::I32) => {
+            Tensor::from_i32(shape, (0..count).map(|_| rng.below(4) as i32).collect()).map_err(|e| e.to_string())?
+        }
+        (_, Elem::I64) => {
+            Tensor::from_i64(shape, (0..count).map(|_| rng.below(4) as i64).collect()).map_err(|e| e.to_string())?
+        }
+        (_, Elem::F32) => {
+            Tensor::from_f32(shape, (0..count).map(|_| rng.unit()).collect()).map_err(|e| e.to_string())?
+        }
+        (_, Elem::BF16) => Tensor::from_bf16(shape, (0..count).map(|_| half::bf16::from_f32(rng.unit())).collect())
+            .map_err(|e| e.to_string())?,
+        (_, Elem::F16) => Tensor::from_f16(shape, (0..count).map(|_| half::f16::from_f32(rng.unit())).collect())
+            .map_err(|e| e.to_string())?,
         (_, other) => return Err(format!("no random values for element type {other}")),
-    }
-    ;
+    };
     Ok(tensor)
 }
 
@@ -128,7 +160,11 @@ pub fn functions_with_inputs(module: &Module<'_>, seed: u64) -> Result<Vec<(Stri
     let mut signatures = Vec::new();
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
         if op.name().as_string_ref().as_str() == Ok("func.func") {
-            let name = op.attribute("sym_name").ok().and_then(|a| StringAttribute::try_from(a).ok()).map(|s| s.value().to_string());
+            let name = op
+                .attribute("sym_name")
+                .ok()
+                .and_then(|a| StringAttribute::try_from(a).ok())
+                .map(|s| s.value().to_string());
             let arguments = op.region(0).ok().and_then(|r| r.first_block()).map(|block| {
                 (0..block.argument_count())
                     .filter_map(|i| block.argument(i).ok())
@@ -150,7 +186,14 @@ pub fn functions_with_inputs(module: &Module<'_>, seed: u64) -> Result<Vec<(Stri
             let args = arguments
                 .ok_or_else(|| format!("@{name} has no body"))?
                 .iter()
-                .map(|(info, role)| random_tensor(info.as_ref().ok_or_else(|| format!("@{name} takes a non-tensor argument"))?, role, &mut rng))
+                .map(|(info, role)| {
+                    random_tensor(
+                        info.as_ref()
+                            .ok_or_else(|| format!("@{name} takes a non-tensor argument"))?,
+                        role,
+                        &mut rng,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((name, args))
         })
@@ -165,5 +208,3 @@ pub fn for_function(module: &Module<'_>, name: &str, seed: u64) -> Result<Vec<Te
         .map(|(_, args)| args)
         .ok_or_else(|| format!("no function @{name} in the module"))
 }
-
-

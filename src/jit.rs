@@ -56,8 +56,10 @@ impl Jit {
         }
         // The engine reads the paths as C strings: keep NUL-terminated copies alive for the call.
         let terminated: Vec<String> = libraries.iter().map(|l| format!("{l}\0")).collect();
-        let paths: Vec<mlir_sys::MlirStringRef> =
-            terminated.iter().map(|l| melior::StringRef::new(&l[..l.len() - 1]).to_raw()).collect();
+        let paths: Vec<mlir_sys::MlirStringRef> = terminated
+            .iter()
+            .map(|l| melior::StringRef::new(&l[..l.len() - 1]).to_raw())
+            .collect();
         // SAFETY: the module is live and fully in the LLVM dialect (checked above); `paths`
         // points at `paths.len()` string refs into `terminated`, both alive for the call.
         let raw = unsafe {
@@ -73,7 +75,13 @@ impl Jit {
         for (name, address) in symbols {
             // SAFETY: the engine is live; each address is a function with the C signature the
             // module declares for `name` (the emulator's exports follow the same ABI table).
-            unsafe { mlir_sys::mlirExecutionEngineRegisterSymbol(jit.raw, melior::StringRef::new(name).to_raw(), *address as *mut _) };
+            unsafe {
+                mlir_sys::mlirExecutionEngineRegisterSymbol(
+                    jit.raw,
+                    melior::StringRef::new(name).to_raw(),
+                    *address as *mut _,
+                )
+            };
         }
         Ok(jit)
     }
@@ -94,14 +102,24 @@ impl Jit {
     /// the function will access.
     pub unsafe fn invoke_packed(&self, name: &str, arguments: &mut [*mut ()]) -> Result<(), Error> {
         if self.lookup(&format!("_mlir_ciface_{name}")).is_null() {
-            return Err(Error::Invalid(vec![Diagnostic::error(SourceLoc::Unknown, format!("no function @{name} with a C interface in the JIT-compiled module"))]));
+            return Err(Error::Invalid(vec![Diagnostic::error(
+                SourceLoc::Unknown,
+                format!("no function @{name} with a C interface in the JIT-compiled module"),
+            )]));
         }
         // SAFETY: forwarded from the caller's contract; the engine is live.
         let result = unsafe {
-            mlir_sys::mlirExecutionEngineInvokePacked(self.raw, melior::StringRef::new(name).to_raw(), arguments.as_mut_ptr() as *mut *mut _)
+            mlir_sys::mlirExecutionEngineInvokePacked(
+                self.raw,
+                melior::StringRef::new(name).to_raw(),
+                arguments.as_mut_ptr() as *mut *mut _,
+            )
         };
         if result.value == 0 {
-            return Err(Error::Invalid(vec![Diagnostic::error(SourceLoc::Unknown, format!("calling @{name} failed"))]));
+            return Err(Error::Invalid(vec![Diagnostic::error(
+                SourceLoc::Unknown,
+                format!("calling @{name} failed"),
+            )]));
         }
         Ok(())
     }

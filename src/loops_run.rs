@@ -18,7 +18,11 @@ pub const OPENMP_RUNTIME: &str = "/usr/lib/llvm-22/lib/libomp.so";
 /// The upstream pipeline from bufferizable tensor IR to the LLVM dialect. With more than one
 /// thread, the kernels' parallel loops over output-column blocks become OpenMP work-sharing loops.
 pub fn to_llvm(threads: usize) -> String {
-    let openmp = if threads > 1 { format!("convert-scf-to-openmp{{num-threads={threads}}},canonicalize,") } else { String::new() };
+    let openmp = if threads > 1 {
+        format!("convert-scf-to-openmp{{num-threads={threads}}},canonicalize,")
+    } else {
+        String::new()
+    };
     format!(
         "func.func(convert-elementwise-to-linalg),one-shot-bufferize{{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}},\
          func.func(convert-linalg-to-loops),convert-vector-to-scf,{openmp}convert-scf-to-cf,lower-affine,\
@@ -73,7 +77,10 @@ fn status_message(words: &[i64; 4]) -> String {
         status::NEGATIVE_COUNT => format!("group_list[{}] = {} gives a negative group size", words[1], words[2]),
         status::SUM_EXCEEDS_M => format!("sum(group_list) = {} exceeds m = {}", words[2], words[3]),
         status::ROW_INDEX_OUT_OF_RANGE => {
-            format!("row_index[{}] = {} is outside [0, {}) for an active row", words[1], words[2], words[3])
+            format!(
+                "row_index[{}] = {} is outside [0, {}) for an active row",
+                words[1], words[2], words[3]
+            )
         }
         code => format!("the generated code reported status {code}"),
     }
@@ -89,7 +96,11 @@ pub fn run_case(
 ) -> Result<Tensor, Error> {
     let source = case_module::case_source(operands, attrs);
     let mut module = compiler.load_source(&source, source_name)?;
-    compiler.run_pipeline(&mut module, &format!("npu-lower-to-loops,{}", to_llvm(threads)), &RunOptions::default())?;
+    compiler.run_pipeline(
+        &mut module,
+        &format!("npu-lower-to-loops,{}", to_llvm(threads)),
+        &RunOptions::default(),
+    )?;
     let libraries: &[&str] = if threads > 1 { &[OPENMP_RUNTIME] } else { &[] };
     let jit = Jit::with_libraries(&module, &[], libraries)?;
 
@@ -108,12 +119,25 @@ pub fn run_case(
     .into_iter()
     .flatten()
     .collect();
-    let mut descriptors: Vec<Descriptor> = present.iter().map(|t| Descriptor::new(data_pointer(t), t.shape())).collect();
+    let mut descriptors: Vec<Descriptor> = present
+        .iter()
+        .map(|t| Descriptor::new(data_pointer(t), t.shape()))
+        .collect();
     let m = operands.x.shape().first().copied().unwrap_or(0);
-    let rows = if attrs.output_bs > 0 { attrs.output_bs as usize } else { m };
-    let n = operands.scale.and_then(|s| s.shape().last().copied()).or_else(|| operands.w.shape().last().copied()).unwrap_or(0);
+    let rows = if attrs.output_bs > 0 {
+        attrs.output_bs as usize
+    } else {
+        m
+    };
+    let n = operands
+        .scale
+        .and_then(|s| s.shape().last().copied())
+        .or_else(|| operands.w.shape().last().copied())
+        .unwrap_or(0);
     let mut result = Descriptor(vec![0; 7]);
-    let mut pointers: Vec<*mut ()> = std::iter::once(result.pointer()).chain(descriptors.iter_mut().map(Descriptor::pointer)).collect();
+    let mut pointers: Vec<*mut ()> = std::iter::once(result.pointer())
+        .chain(descriptors.iter_mut().map(Descriptor::pointer))
+        .collect();
     let mut arguments: Vec<*mut ()> = pointers.iter_mut().map(|p| p as *mut *mut () as *mut ()).collect();
     // SAFETY: `@gmmfr_case`'s C interface takes a pointer to the result descriptor, then one
     // descriptor pointer per present operand in declaration order (case_source declares them so),
@@ -143,7 +167,13 @@ pub fn run_case(
         unsafe { free(allocated) };
     }
     match output {
-        Some(values) => Tensor::from_f32(vec![rows, n], values).map_err(|e| Error::Write { path: source_name.into(), message: e.to_string() }),
-        None => Err(Error::Invalid(vec![Diagnostic::error(SourceLoc::Path(source_name.to_string()), status_message(&status_words))])),
+        Some(values) => Tensor::from_f32(vec![rows, n], values).map_err(|e| Error::Write {
+            path: source_name.into(),
+            message: e.to_string(),
+        }),
+        None => Err(Error::Invalid(vec![Diagnostic::error(
+            SourceLoc::Path(source_name.to_string()),
+            status_message(&status_words),
+        )])),
     }
 }

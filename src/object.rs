@@ -20,7 +20,10 @@ pub enum Emit {
 }
 
 fn tool_error(what: &str, detail: String) -> Error {
-    Error::Write { path: what.to_string(), message: detail }
+    Error::Write {
+        path: what.to_string(),
+        message: detail,
+    }
 }
 
 fn run(tool: &str, args: &[&str]) -> Result<(), Error> {
@@ -30,7 +33,10 @@ fn run(tool: &str, args: &[&str]) -> Result<(), Error> {
         .output()
         .map_err(|e| tool_error(&path.display().to_string(), format!("cannot run ({e}); run ./setup.sh")))?;
     if !output.status.success() {
-        return Err(tool_error(&path.display().to_string(), String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(tool_error(
+            &path.display().to_string(),
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }
@@ -41,11 +47,16 @@ pub fn write(module: &Module<'_>, output: &Path, emit: Emit) -> Result<(), Error
     if !left.is_empty() {
         return Err(Error::Invalid(left));
     }
-    let scratch = std::env::temp_dir().join(format!("gmmfr-{}-{}", std::process::id(), output.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
+    let scratch = std::env::temp_dir().join(format!(
+        "gmmfr-{}-{}",
+        std::process::id(),
+        output.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+    ));
     std::fs::create_dir_all(&scratch).map_err(|e| tool_error(&scratch.display().to_string(), e.to_string()))?;
     let mlir = scratch.join("module.mlir");
     let ll = scratch.join("module.ll");
-    std::fs::write(&mlir, crate::print_module(module)).map_err(|e| tool_error(&mlir.display().to_string(), e.to_string()))?;
+    std::fs::write(&mlir, crate::print_module(module))
+        .map_err(|e| tool_error(&mlir.display().to_string(), e.to_string()))?;
     let result = (|| {
         let (mlir, ll) = (mlir.to_string_lossy().to_string(), ll.to_string_lossy().to_string());
         let out = output.to_string_lossy().to_string();
@@ -53,7 +64,10 @@ pub fn write(module: &Module<'_>, output: &Path, emit: Emit) -> Result<(), Error
             Emit::LlvmIr => run("mlir-translate", &["--mlir-to-llvmir", &mlir, "-o", &out]),
             Emit::Object => {
                 run("mlir-translate", &["--mlir-to-llvmir", &mlir, "-o", &ll])?;
-                run("llc", &["-O2", "-filetype=obj", "-relocation-model=pic", &ll, "-o", &out])
+                run(
+                    "llc",
+                    &["-O2", "-filetype=obj", "-relocation-model=pic", &ll, "-o", &out],
+                )
             }
         }
     })();

@@ -27,7 +27,11 @@ fn find_function<'c, 'a>(module: &'a Module<'c>, name: &str) -> Option<Operation
     let mut found = None;
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
         if op.name().as_string_ref().as_str() == Ok("func.func")
-            && op.attribute("sym_name").ok().and_then(|a| StringAttribute::try_from(a).ok()).is_some_and(|s| s.value() == name)
+            && op
+                .attribute("sym_name")
+                .ok()
+                .and_then(|a| StringAttribute::try_from(a).ok())
+                .is_some_and(|s| s.value() == name)
         {
             // SAFETY: the ref is valid as long as the module is, which `found` cannot outlive.
             found = Some(unsafe { OperationRef::from_raw(op.to_raw()) });
@@ -94,8 +98,14 @@ unsafe fn read_tensor(data: *const (), dtype: DType, shape: Vec<usize>) -> Resul
             DType::I8 => Tensor::from_i8(shape, std::slice::from_raw_parts(data as *const i8, count).to_vec()),
             DType::I32 => Tensor::from_i32(shape, std::slice::from_raw_parts(data as *const i32, count).to_vec()),
             DType::I64 => Tensor::from_i64(shape, std::slice::from_raw_parts(data as *const i64, count).to_vec()),
-            DType::F16 => Tensor::from_f16(shape, std::slice::from_raw_parts(data as *const half::f16, count).to_vec()),
-            DType::BF16 => Tensor::from_bf16(shape, std::slice::from_raw_parts(data as *const half::bf16, count).to_vec()),
+            DType::F16 => Tensor::from_f16(
+                shape,
+                std::slice::from_raw_parts(data as *const half::f16, count).to_vec(),
+            ),
+            DType::BF16 => Tensor::from_bf16(
+                shape,
+                std::slice::from_raw_parts(data as *const half::bf16, count).to_vec(),
+            ),
             DType::F32 => Tensor::from_f32(shape, std::slice::from_raw_parts(data as *const f32, count).to_vec()),
         }
     };
@@ -106,8 +116,14 @@ fn status_message(words: &[i64; 4]) -> String {
     match words[0] {
         status::NEGATIVE_COUNT => format!("group_list[{}] = {} gives a negative group size", words[1], words[2]),
         status::SUM_EXCEEDS_M => format!("sum(group_list) = {} exceeds m = {}", words[2], words[3]),
-        status::ROW_INDEX_OUT_OF_RANGE => format!("row_index[{}] = {} is outside [0, {}) for an active row", words[1], words[2], words[3]),
-        status::INDEX_OUT_OF_RANGE => format!("index {} at position {} is outside [0, {})", words[2], words[1], words[3]),
+        status::ROW_INDEX_OUT_OF_RANGE => format!(
+            "row_index[{}] = {} is outside [0, {}) for an active row",
+            words[1], words[2], words[3]
+        ),
+        status::INDEX_OUT_OF_RANGE => format!(
+            "index {} at position {} is outside [0, {})",
+            words[2], words[1], words[3]
+        ),
         code => format!("the generated code reported status {code}"),
     }
 }
@@ -116,25 +132,51 @@ fn status_message(words: &[i64; 4]) -> String {
 /// them: f32 arrays for bf16 or f16 parameters (every value must be exactly representable), and
 /// int8 arrays for i4 parameters (every value in [-8, 7]).
 pub fn adapt_arguments(module: &Module<'_>, entry: &str, args: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
-    let Some(function) = find_function(module, entry) else { return Ok(args) };
-    let Some(block) = function.region(0).ok().and_then(|r| r.first_block()) else { return Ok(args) };
+    let Some(function) = find_function(module, entry) else {
+        return Ok(args);
+    };
+    let Some(block) = function.region(0).ok().and_then(|r| r.first_block()) else {
+        return Ok(args);
+    };
     let mut adapted = Vec::new();
     for (index, arg) in args.into_iter().enumerate() {
-        let wanted = block.argument(index).ok().and_then(|a| TensorInfo::of(a.r#type())).and_then(|i| dtype_of(&i.elem));
+        let wanted = block
+            .argument(index)
+            .ok()
+            .and_then(|a| TensorInfo::of(a.r#type()))
+            .and_then(|i| dtype_of(&i.elem));
         let converted = match (wanted, arg.dtype()) {
             (Some(DType::BF16), DType::F32) | (Some(DType::F16), DType::F32) => {
                 let target = wanted.unwrap_or(DType::F32);
                 let values = arg.to_f32_vec();
-                let rounded = Tensor::from_f32_rounded(target, arg.shape().to_vec(), values.clone()).map_err(|e| invalid(SourceLoc::Unknown, e.to_string()))?;
-                if let Some(bad) = rounded.to_f32_vec().iter().zip(&values).position(|(r, v)| r.to_bits() != v.to_bits() && !(r.is_nan() && v.is_nan())) {
-                    return Err(invalid(SourceLoc::Unknown, format!("argument #{index}: element {bad} ({}) is not exactly representable in {target}", values[bad])));
+                let rounded = Tensor::from_f32_rounded(target, arg.shape().to_vec(), values.clone())
+                    .map_err(|e| invalid(SourceLoc::Unknown, e.to_string()))?;
+                if let Some(bad) = rounded
+                    .to_f32_vec()
+                    .iter()
+                    .zip(&values)
+                    .position(|(r, v)| r.to_bits() != v.to_bits() && !(r.is_nan() && v.is_nan()))
+                {
+                    return Err(invalid(
+                        SourceLoc::Unknown,
+                        format!(
+                            "argument #{index}: element {bad} ({}) is not exactly representable in {target}",
+                            values[bad]
+                        ),
+                    ));
                 }
                 rounded
             }
             (Some(DType::I4), DType::I8) => {
                 let values = arg.as_i8().map(<[i8]>::to_vec).unwrap_or_default();
                 if let Some(bad) = values.iter().position(|v| !(-8..=7).contains(v)) {
-                    return Err(invalid(SourceLoc::Unknown, format!("argument #{index}: element {bad} ({}) is not an int4 value", values[bad])));
+                    return Err(invalid(
+                        SourceLoc::Unknown,
+                        format!(
+                            "argument #{index}: element {bad} ({}) is not an int4 value",
+                            values[bad]
+                        ),
+                    ));
                 }
                 Tensor::from_i4(arg.shape().to_vec(), values).map_err(|e| invalid(SourceLoc::Unknown, e.to_string()))?
             }
@@ -155,10 +197,21 @@ pub struct Compiled {
 
 /// Compiles function `entry` of `module` (already parsed and verified) for the CPU: `pipeline`
 /// (our passes and upstream ones) first, then the loop lowering and the standard pipeline.
-pub fn compile(compiler: &Compiler, mut module: Module<'_>, entry: &str, pipeline: Option<&str>, threads: usize) -> Result<Compiled, Error> {
-    let function = find_function(&module, entry).ok_or_else(|| invalid(SourceLoc::Unknown, format!("no function @{entry} in the module")))?;
+pub fn compile(
+    compiler: &Compiler,
+    mut module: Module<'_>,
+    entry: &str,
+    pipeline: Option<&str>,
+    threads: usize,
+) -> Result<Compiled, Error> {
+    let function = find_function(&module, entry)
+        .ok_or_else(|| invalid(SourceLoc::Unknown, format!("no function @{entry} in the module")))?;
     let location = SourceLoc::from_location(function.location());
-    let block = function.region(0).ok().and_then(|r| r.first_block()).ok_or_else(|| invalid(location.clone(), format!("@{entry} has no body")))?;
+    let block = function
+        .region(0)
+        .ok()
+        .and_then(|r| r.first_block())
+        .ok_or_else(|| invalid(location.clone(), format!("@{entry} has no body")))?;
     let parameters: Vec<TensorInfo> = (0..block.argument_count())
         .map(|i| block.argument(i).ok().and_then(|a| TensorInfo::of(a.r#type())))
         .collect::<Option<_>>()
@@ -174,7 +227,10 @@ pub fn compile(compiler: &Compiler, mut module: Module<'_>, entry: &str, pipelin
         .collect::<Option<_>>()
         .ok_or_else(|| invalid(location.clone(), format!("@{entry} returns a non-tensor value")))?;
     if results.iter().any(|r| r.dims.contains(&None)) {
-        return Err(invalid(location, format!("@{entry} returns a tensor of dynamic shape; the runner needs static result shapes")));
+        return Err(invalid(
+            location,
+            format!("@{entry} returns a tensor of dynamic shape; the runner needs static result shapes"),
+        ));
     }
     // The C interface is what the host calls.
     // SAFETY: the function op is live; adding an attribute does not invalidate other refs.
@@ -191,7 +247,12 @@ pub fn compile(compiler: &Compiler, mut module: Module<'_>, entry: &str, pipelin
     compiler.run_pipeline(&mut module, &full, &RunOptions::default())?;
     let libraries: &[&str] = if threads > 1 { &[OPENMP_RUNTIME] } else { &[] };
     let jit = Jit::with_libraries(&module, &[], libraries)?;
-    Ok(Compiled { jit, entry: entry.to_string(), parameters, results })
+    Ok(Compiled {
+        jit,
+        entry: entry.to_string(),
+        parameters,
+        results,
+    })
 }
 
 impl Compiled {
@@ -199,22 +260,39 @@ impl Compiled {
     pub fn call(&self, args: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let entry = &self.entry;
         if args.len() != self.parameters.len() {
-            return Err(invalid(SourceLoc::Unknown, format!("@{entry} takes {} arguments, {} given", self.parameters.len(), args.len())));
+            return Err(invalid(
+                SourceLoc::Unknown,
+                format!(
+                    "@{entry} takes {} arguments, {} given",
+                    self.parameters.len(),
+                    args.len()
+                ),
+            ));
         }
         for (index, (arg, parameter)) in args.iter().zip(&self.parameters).enumerate() {
             let shape_ok = arg.shape().len() == parameter.rank()
-                && arg.shape().iter().zip(&parameter.dims).all(|(a, p)| p.is_none_or(|p| p as usize == *a));
+                && arg
+                    .shape()
+                    .iter()
+                    .zip(&parameter.dims)
+                    .all(|(a, p)| p.is_none_or(|p| p as usize == *a));
             let dtype_ok = dtype_of(&parameter.elem) == Some(arg.dtype());
             if !shape_ok || !dtype_ok {
                 return Err(invalid(
                     SourceLoc::Unknown,
-                    format!("argument #{index} of @{entry} must be {}, got {} {:?}", parameter.text, arg.dtype(), arg.shape()),
+                    format!(
+                        "argument #{index} of @{entry} must be {}, got {} {:?}",
+                        parameter.text,
+                        arg.dtype(),
+                        arg.shape()
+                    ),
                 ));
             }
         }
         let jit = &self.jit;
         let results = &self.results;
-        let mut argument_descriptors: Vec<Vec<i64>> = args.iter().map(|a| descriptor(data_pointer(a), a.shape())).collect();
+        let mut argument_descriptors: Vec<Vec<i64>> =
+            args.iter().map(|a| descriptor(data_pointer(a), a.shape())).collect();
         let mut result_words: Vec<i64> = results.iter().flat_map(|r| vec![0i64; 3 + 2 * r.rank()]).collect();
         let mut pointers: Vec<*mut ()> = Vec::new();
         if !results.is_empty() {
@@ -245,7 +323,12 @@ impl Compiled {
             offset += 3 + 2 * result.rank();
             let (allocated, aligned, element_offset) = (words[0], words[1], words[2]);
             let shape: Vec<usize> = result.dims.iter().map(|d| d.unwrap_or(0) as usize).collect();
-            let dtype = dtype_of(&result.elem).ok_or_else(|| invalid(SourceLoc::Unknown, format!("result type {} is not supported", result.text)))?;
+            let dtype = dtype_of(&result.elem).ok_or_else(|| {
+                invalid(
+                    SourceLoc::Unknown,
+                    format!("result type {} is not supported", result.text),
+                )
+            })?;
             if status_words[0] == 0 && aligned != 0 {
                 let size = match dtype {
                     DType::I4 | DType::I8 => 1,
@@ -274,6 +357,13 @@ impl Compiled {
 }
 
 /// Compiles and calls `entry` once (see [`compile`] and [`Compiled::call`]).
-pub fn run(compiler: &Compiler, module: Module<'_>, entry: &str, pipeline: Option<&str>, args: &[Tensor], threads: usize) -> Result<Vec<Tensor>, Error> {
+pub fn run(
+    compiler: &Compiler,
+    module: Module<'_>,
+    entry: &str,
+    pipeline: Option<&str>,
+    args: &[Tensor],
+    threads: usize,
+) -> Result<Vec<Tensor>, Error> {
     compile(compiler, module, entry, pipeline, threads)?.call(args)
 }

@@ -110,8 +110,7 @@ fn snapshot_configs() -> Vec<(&'static str, ModelConfig, AnalyzeOptions)> {
     ]
 }
 
-// The JSON report of every model configuration (quantized and not, an EP shard), cut to its
-// first MoE layer (every MoE layer is generated alike; the full-size tests below check all).
+// JSON snapshot of every model configuration (A8W8 and bf16, an EP shard), cut to its first MoE layer.
 #[test]
 fn model_reports_match_snapshots() {
     for (name, config, options) in snapshot_configs() {
@@ -139,8 +138,7 @@ fn full_size_models_report_every_moe_layer_alike() {
     }
 }
 
-// DeepSeek-V2-Lite under the older release: every MoE layer reports the k/n whitelist failure
-// (k is 1408, allowed 2048; n is 2048, allowed 7168) and nothing else.
+// Full DeepSeek-V2-Lite, older release: every MoE layer fails exactly the k (1408) and n (2048) whitelist.
 #[test]
 fn deepseek_v2_lite_older_ascend_fails_the_whitelist_on_every_moe_layer() {
     let config = ModelConfig::deepseek_v2_lite();
@@ -180,8 +178,7 @@ fn deepseek_v2_lite_older_ascend_fails_the_whitelist_on_every_moe_layer() {
     assert!(newer.candidates.iter().all(|c| c.verdict == Verdict::Fused));
 }
 
-// DeepSeek-V3 A8W8 fuses on every MoE layer under loops and under Ascend (both releases), and
-// each saves its (m, n) = (128, 7168) bf16 intermediate written and read back.
+// Full DeepSeek-V3 A8W8 fuses every MoE layer under loops and Ascend (both releases), saving its (128, 7168) bf16 rows.
 #[test]
 fn deepseek_v3_a8w8_fuses_every_moe_layer_under_both_targets() {
     let config = ModelConfig::deepseek_v3();
@@ -213,8 +210,7 @@ fn analysis_leaves_the_module_unchanged() {
     assert_eq!(before, gmmfr::print_module(&module));
 }
 
-// The JSON carries the documented, versioned schema: top-level candidates and summary, and
-// each candidate's location, decision, reasons, shapes and bytes_saved.
+// The JSON has the documented, versioned schema: candidates (location, decision, reasons, shapes, ...), summary.
 #[test]
 fn json_follows_the_documented_schema() {
     let report = model_report(
@@ -247,8 +243,7 @@ fn json_follows_the_documented_schema() {
     );
 }
 
-// Text (table, details, summary) and DOT (clusters colored by decision) of a small model with
-// a blocked MoE layer, and the text of the bundled example with a fused one.
+// Text and DOT snapshots of a small blocked model, DOT of a fused one, and the text report of the bundled example.
 #[test]
 fn text_and_dot_renderings() {
     let report = model_report(
@@ -309,8 +304,7 @@ fn graph_fact_other_users() {
     insta::assert_snapshot!("fact_other_users", analyzer::json::render(&report));
 }
 
-// Graph fact: a dependence path grouped_matmul -> op -> finalize that fusing would turn into a
-// cycle, directly (skip1) and through a nested region (router weights).
+// Graph fact: a would-be cycle grouped_matmul -> op -> finalize, directly (skip1) and through a nested region.
 #[test]
 fn graph_fact_would_be_cycle() {
     let report = fixture_report("analyzer", "would_be_cycle.mlir", &loops());
@@ -352,8 +346,7 @@ fn graph_fact_would_be_cycle() {
     insta::assert_snapshot!("fact_would_be_cycle", analyzer::json::render(&report));
 }
 
-// Graph fact: the two ops in different regions (finalize inside scf.if, the grouped matmul in
-// the function body).
+// Graph fact: the two ops in different regions (finalize inside scf.if, the grouped matmul in the function body).
 #[test]
 fn graph_fact_different_regions() {
     let report = fixture_report("analyzer", "different_regions.mlir", &loops());
@@ -379,6 +372,59 @@ fn graph_fact_different_regions() {
         Some("func.func @different_regions")
     );
     insta::assert_snapshot!("fact_different_regions", analyzer::json::render(&report));
+}
+
+// A dynamic size: decision and flops reported, bytes and times null, counted as unknown worth, not in the totals.
+#[test]
+fn dynamic_sizes_leave_the_worth_unknown() {
+    let report = fixture_report("analyzer", "dynamic_rows.mlir", &loops());
+    let [c] = report.candidates.as_slice() else {
+        panic!("one candidate")
+    };
+    assert_eq!(c.verdict, Verdict::Fused);
+    assert_eq!(c.worth.flops, Some(2 * 16 * 64 * 64));
+    assert_eq!((c.worth.bytes_saved, c.worth.time_saved_us), (None, None));
+    let summary = report.summary();
+    assert_eq!((summary.unknown_worth, summary.bytes_saved), (1, 0));
+    let value: serde_json::Value = serde_json::from_str(&analyzer::json::render(&report)).unwrap();
+    assert!(value["candidates"][0]["bytes_saved"].is_null());
+    assert!(analyzer::render(&report, Format::Text).contains("not in the totals: 1 candidate(s) with a dynamic size"));
+}
+
+// Every loadable fixture of the repository is analyzed and rendered in all three formats without a panic.
+#[test]
+fn every_loadable_fixture_is_analyzed_and_rendered() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "mlir") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 50, "{} fixtures", files.len());
+    let compiler = Compiler::with_unregistered_dialects().unwrap();
+    let mut analyzed = 0;
+    for path in files {
+        let Ok(module) = compiler.load_file(&path) else {
+            continue;
+        };
+        for options in [loops(), ascend(CannVersion::Older)] {
+            let report = analyzer::analyze(&module, &path.display().to_string(), &options);
+            for format in [Format::Text, Format::Dot] {
+                assert!(!analyzer::render(&report, format).is_empty());
+            }
+            let json = analyzer::json::render(&report);
+            serde_json::from_str::<serde_json::Value>(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        analyzed += 1;
+    }
+    assert!(analyzed > 40, "{analyzed} fixtures loaded");
 }
 
 /// (line, expectation) for every `expect-fusion` annotation of a fusion fixture.
@@ -412,8 +458,7 @@ fn options_of(text: &str) -> AnalyzeOptions {
     options
 }
 
-// Every fusion reason code triggers in the analyzer, on the fusion fixtures, with the same
-// decision (and every reason, in order) the pass's remark annotations expect.
+// Every fusion reason code triggers in the analyzer on the fusion fixtures, exactly as their annotations expect.
 #[test]
 fn every_fusion_reason_code_triggers_on_the_fusion_fixtures() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fusion");
@@ -479,8 +524,7 @@ fn every_fusion_reason_code_triggers_on_the_fusion_fixtures() {
     assert!(missing.is_empty(), "codes never triggered: {missing:?}");
 }
 
-// Each profile reason carries the structured violation (subject, actual, allowed) of the
-// profile check, on the fixture that fails n >= 256.
+// A profile reason carries the structured violation (subject n, actual 64, allowed >= 256).
 #[test]
 fn profile_reasons_carry_actual_and_allowed() {
     let report = fixture_report("fusion", "block_ascend_profile.mlir", &ascend(CannVersion::Newer));

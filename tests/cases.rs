@@ -20,7 +20,16 @@ fn cases() -> Vec<PathBuf> {
 fn run_case_on(target: &str, dir: &Path, out: &Path) -> std::process::Output {
     let (target, threads) = target.split_once(':').unwrap_or((target, "1"));
     Command::new(env!("CARGO_BIN_EXE_gmmfr"))
-        .args(["run-case", dir.to_str().unwrap(), "--target", target, "--threads", threads, "-o", out.to_str().unwrap()])
+        .args([
+            "run-case",
+            dir.to_str().unwrap(),
+            "--target",
+            target,
+            "--threads",
+            threads,
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .output()
         .unwrap()
 }

@@ -6,10 +6,10 @@
 //! Inputs respect each argument's role (expert ids in range, group lists that partition at most m
 //! rows, index maps that are permutations), found from the ops that use the argument.
 
-use gmmfr::{Compiler, RunOptions};
-use gmmfr_dialect::interpret::run_function;
 use gmmfr::inputs::functions_with_inputs;
 use gmmfr::runner;
+use gmmfr::{Compiler, RunOptions};
+use gmmfr_dialect::interpret::run_function;
 use gmmfr_dialect::op_view::NpuOp;
 use gmmfr_dialect::reference::compare;
 use gmmfr_dialect::types::Elem;
@@ -26,7 +26,9 @@ fn grouped_matmul_rounds(module: &Module<'_>) -> bool {
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
         if let Ok(Some(gmm)) = NpuOp::new(op)
             && gmm.name() == "npu.grouped_matmul"
-            && gmm.result_info(0).is_some_and(|y| matches!(y.elem, Elem::BF16 | Elem::F16))
+            && gmm
+                .result_info(0)
+                .is_some_and(|y| matches!(y.elem, Elem::BF16 | Elem::F16))
         {
             rounds = true;
         }
@@ -51,7 +53,11 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn pipeline_of(text: &str) -> String {
-    text.lines().next().and_then(|l| l.strip_prefix("// pipeline: ")).unwrap_or("npu-fuse-gmm-finalize").to_string()
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// pipeline: "))
+        .unwrap_or("npu-fuse-gmm-finalize")
+        .to_string()
 }
 
 // Before and after the pass, every function computes the same result on random inputs (within
@@ -67,8 +73,13 @@ fn fusion_preserves_semantics_on_random_inputs() {
         let text = std::fs::read_to_string(&path).unwrap();
         let before = compiler.load_file(&path).unwrap();
         let mut after = compiler.load_file(&path).unwrap();
-        let report = compiler.run_pipeline(&mut after, &pipeline_of(&text), &RunOptions::default()).unwrap();
-        let fused = report.remarks.iter().any(|r| matches!(r.decision, RemarkDecision::Fused(_)));
+        let report = compiler
+            .run_pipeline(&mut after, &pipeline_of(&text), &RunOptions::default())
+            .unwrap();
+        let fused = report
+            .remarks
+            .iter()
+            .any(|r| matches!(r.decision, RemarkDecision::Fused(_)));
         let rounds = grouped_matmul_rounds(&before);
         for seed in [1u64, 2, 3] {
             for (function, args) in functions_with_inputs(&before, seed * 7919 + name.len() as u64).unwrap() {
@@ -83,7 +94,11 @@ fn fusion_preserves_semantics_on_random_inputs() {
                         checked += 1;
                         continue;
                     }
-                    (e, a) => panic!("{name} @{function} seed {seed}: before {:?}, after {:?}", e.err().map(|x| x.to_string()), a.err().map(|x| x.to_string())),
+                    (e, a) => panic!(
+                        "{name} @{function} seed {seed}: before {:?}, after {:?}",
+                        e.err().map(|x| x.to_string()),
+                        a.err().map(|x| x.to_string())
+                    ),
                 };
                 assert_eq!(expected.len(), actual.len());
                 for (e, a) in expected.iter().zip(&actual) {
@@ -99,7 +114,10 @@ fn fusion_preserves_semantics_on_random_inputs() {
                             comparison.relative
                         );
                     } else {
-                        assert_eq!(e, a, "{name} @{function} seed {seed}: an unfused module must compute the same bits");
+                        assert_eq!(
+                            e, a,
+                            "{name} @{function} seed {seed}: an unfused module must compute the same bits"
+                        );
                     }
                 }
                 checked += 1;
@@ -107,8 +125,14 @@ fn fusion_preserves_semantics_on_random_inputs() {
             }
         }
     }
-    eprintln!("{checked} runs ({fused_checked} fused); largest fused relative error {:.3e} in {}", worst.0, worst.1);
-    assert!(checked > 50 && fused_checked > 30, "checked {checked} runs, {fused_checked} fused");
+    eprintln!(
+        "{checked} runs ({fused_checked} fused); largest fused relative error {:.3e} in {}",
+        worst.0, worst.1
+    );
+    assert!(
+        checked > 50 && fused_checked > 30,
+        "checked {checked} runs, {fused_checked} fused"
+    );
 }
 
 // The CPU loop target computes what the reference interpreter computes, for every function of
@@ -126,10 +150,23 @@ fn loop_target_matches_the_interpreter_before_and_after_fusion() {
             // k = 2048, n = 7168 is slow to interpret: compare the compiled pair with the
             // compiled fusion directly.
             for (function, args) in functions_with_inputs(&module, 11).unwrap() {
-                let unfused = runner::run(&compiler, compiler.load_file(&path).unwrap(), &function, None, &args, 2).unwrap();
-                let fused = runner::run(&compiler, compiler.load_file(&path).unwrap(), &function, Some(pipeline.as_str()), &args, 2).unwrap();
+                let unfused =
+                    runner::run(&compiler, compiler.load_file(&path).unwrap(), &function, None, &args, 2).unwrap();
+                let fused = runner::run(
+                    &compiler,
+                    compiler.load_file(&path).unwrap(),
+                    &function,
+                    Some(pipeline.as_str()),
+                    &args,
+                    2,
+                )
+                .unwrap();
                 let comparison = compare(&fused[0], &unfused[0]).unwrap();
-                assert!(comparison.within(1e-2), "{name} @{function}: relative {}", comparison.relative);
+                assert!(
+                    comparison.within(1e-2),
+                    "{name} @{function}: relative {}",
+                    comparison.relative
+                );
                 checked += 1;
             }
             continue;
@@ -147,7 +184,11 @@ fn loop_target_matches_the_interpreter_before_and_after_fusion() {
                 for (e, a) in expected.iter().zip(&actual) {
                     let tolerance = if fuse { 1e-2 } else { 1e-6 };
                     let comparison = compare(a, e).unwrap();
-                    assert!(comparison.within(tolerance), "{name} @{function} (fused: {fuse}, threads {threads}): relative {}", comparison.relative);
+                    assert!(
+                        comparison.within(tolerance),
+                        "{name} @{function} (fused: {fuse}, threads {threads}): relative {}",
+                        comparison.relative
+                    );
                 }
                 checked += 1;
             }

@@ -88,12 +88,22 @@ fn random_case(kind: Kind, rng: &mut Rng) -> Random {
     let output_bs = if rng.below(2) == 0 { 0 } else { 1 + rng.below(m) };
     let rows = if output_bs > 0 { output_bs } else { m };
     // Active rows get valid destinations; the tail holds garbage that must never be read.
-    let mut row_index: Vec<i64> = (0..m).map(|p| if p < active { rng.below(rows) as i64 } else { (rows + 1000 + p) as i64 }).collect();
+    let mut row_index: Vec<i64> = (0..m)
+        .map(|p| {
+            if p < active {
+                rng.below(rows) as i64
+            } else {
+                (rows + 1000 + p) as i64
+            }
+        })
+        .collect();
     if !row_index.is_empty() && active < m {
         row_index[m - 1] = -7;
     }
     let logit: Vec<f32> = (0..m).map(|p| if p < active { rng.unit() } else { f32::NAN }).collect();
-    let pts: Vec<f32> = (0..m).map(|p| if p < active { rng.unit() * 0.1 } else { f32::INFINITY }).collect();
+    let pts: Vec<f32> = (0..m)
+        .map(|p| if p < active { rng.unit() * 0.1 } else { f32::INFINITY })
+        .collect();
     let use_i32 = rng.below(2) == 0 && !matches!(kind, Kind::A8W4);
     let row_index_t = if use_i32 {
         Tensor::from_i32(vec![m], row_index.iter().map(|v| *v as i32).collect()).unwrap()
@@ -114,14 +124,24 @@ fn random_case(kind: Kind, rng: &mut Rng) -> Random {
         group_list_type: if cumsum { 0 } else { 1 },
         ..GmmfrAttrs::default()
     };
-    let shared_t = shared.map(|(bsdp, _)| Tensor::from_bf16(vec![bsdp, n], (0..bsdp * n).map(|_| half::bf16::from_f32(rng.unit())).collect()).unwrap());
+    let shared_t = shared.map(|(bsdp, _)| {
+        Tensor::from_bf16(
+            vec![bsdp, n],
+            (0..bsdp * n).map(|_| half::bf16::from_f32(rng.unit())).collect(),
+        )
+        .unwrap()
+    });
     let with_pts = rng.below(3) != 0 || matches!(kind, Kind::A8W4);
     let with_logit = rng.below(3) != 0 || matches!(kind, Kind::A8W4);
     let group_list = Tensor::from_i64(vec![e], listed).unwrap();
     match kind {
         Kind::A8W8 => {
             let logical: Vec<i8> = (0..e * k * n).map(|_| rng.next() as i8).collect();
-            let w = Tensor::from_i8(vec![e, n.div_ceil(32), k.div_ceil(16), 16, 32], nz(&logical, e, k, n, 32)).unwrap();
+            let w = Tensor::from_i8(
+                vec![e, n.div_ceil(32), k.div_ceil(16), 16, 32],
+                nz(&logical, e, k, n, 32),
+            )
+            .unwrap();
             Random {
                 x: Tensor::from_i8(vec![m, k], (0..m * k).map(|_| rng.next() as i8).collect()).unwrap(),
                 w,
@@ -138,14 +158,17 @@ fn random_case(kind: Kind, rng: &mut Rng) -> Random {
         }
         Kind::A8W4 => {
             let logical: Vec<i8> = (0..e * k * n).map(|_| rng.below(16) as i8 - 8).collect();
-            let scale: Vec<i64> = (0..e * n).map(|_| half::f16::from_f32(rng.unit() * 0.01).to_f32().to_bits() as i64).collect();
+            let scale: Vec<i64> = (0..e * n)
+                .map(|_| half::f16::from_f32(rng.unit() * 0.01).to_f32().to_bits() as i64)
+                .collect();
             Random {
                 x: Tensor::from_i8(vec![m, k], (0..m * k).map(|_| rng.next() as i8).collect()).unwrap(),
                 w: Tensor::from_i4(vec![e, k, n], logical).unwrap(),
                 group_list,
                 scale: Some(Tensor::from_i64(vec![e, 1, n], scale).unwrap()),
                 bias: Some(Tensor::from_f32(vec![e, n], (0..e * n).map(|_| rng.unit()).collect()).unwrap()),
-                offset: (rng.below(2) == 0).then(|| Tensor::from_f32(vec![e, 1, n], (0..e * n).map(|_| rng.unit() * 0.01).collect()).unwrap()),
+                offset: (rng.below(2) == 0)
+                    .then(|| Tensor::from_f32(vec![e, 1, n], (0..e * n).map(|_| rng.unit() * 0.01).collect()).unwrap()),
                 pts: Some(Tensor::from_f32(vec![m], pts).unwrap()),
                 shared: shared_t,
                 logit: Some(Tensor::from_f32(vec![m], logit).unwrap()),
@@ -158,7 +181,8 @@ fn random_case(kind: Kind, rng: &mut Rng) -> Random {
             w: Tensor::from_f32(vec![e, k, n], (0..e * k * n).map(|_| rng.unit()).collect()).unwrap(),
             group_list,
             scale: None,
-            bias: (rng.below(2) == 0).then(|| Tensor::from_f32(vec![e, n], (0..e * n).map(|_| rng.unit()).collect()).unwrap()),
+            bias: (rng.below(2) == 0)
+                .then(|| Tensor::from_f32(vec![e, n], (0..e * n).map(|_| rng.unit()).collect()).unwrap()),
             offset: None,
             pts: None,
             shared: shared_t,
@@ -190,12 +214,23 @@ fn loop_target_matches_the_reference_on_random_shapes() {
             logit: case.logit.as_ref(),
             row_index: &case.row_index,
         };
-        let expected = grouped_matmul_finalize_routing(&operands, &case.attrs).unwrap_or_else(|e| panic!("round {round} ({kind:?}): reference: {e}"));
+        let expected = grouped_matmul_finalize_routing(&operands, &case.attrs)
+            .unwrap_or_else(|e| panic!("round {round} ({kind:?}): reference: {e}"));
         for threads in [1, 2] {
-            let actual = run_case(&compiler, &operands, &case.attrs, &format!("round{round}"), threads)
-                .unwrap_or_else(|e| panic!("round {round} ({kind:?}, {:?} x {:?}): {e}", case.x.shape(), case.w.shape()));
+            let actual =
+                run_case(&compiler, &operands, &case.attrs, &format!("round{round}"), threads).unwrap_or_else(|e| {
+                    panic!(
+                        "round {round} ({kind:?}, {:?} x {:?}): {e}",
+                        case.x.shape(),
+                        case.w.shape()
+                    )
+                });
             let comparison = compare(&actual, &expected).unwrap();
-            assert!(comparison.within(1e-5), "round {round} ({kind:?}, threads {threads}): relative error {}", comparison.relative);
+            assert!(
+                comparison.within(1e-5),
+                "round {round} ({kind:?}, threads {threads}): relative error {}",
+                comparison.relative
+            );
             checked += 1;
         }
     }

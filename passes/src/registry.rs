@@ -1,12 +1,18 @@
 //! Every pass, registered in one place.
 
-use crate::pass::{Pass, PassError, PassInfo, PassOptions};
 use crate::conversions::{npu_to_aclnn, npu_to_loops};
+use crate::pass::{Pass, PassError, PassInfo, PassOptions};
 use crate::transforms::{check_ascend_profile, fuse_gmm_finalize, verify};
 
 /// The descriptions of every registered pass, in a stable order.
 pub fn registry() -> &'static [&'static PassInfo] {
-    &[&verify::INFO, &check_ascend_profile::INFO, &fuse_gmm_finalize::INFO, &npu_to_aclnn::INFO, &npu_to_loops::INFO]
+    &[
+        &verify::INFO,
+        &check_ascend_profile::INFO,
+        &fuse_gmm_finalize::INFO,
+        &npu_to_aclnn::INFO,
+        &npu_to_loops::INFO,
+    ]
 }
 
 /// Whether `name` is one of our passes (as opposed to an upstream MLIR pass).

@@ -47,7 +47,10 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let compiler = Compiler::new()?;
     let mut module = compiler.load_file(&args.input)?;
     let Target::Aclnn = args.target;
-    let pipeline = format!("npu-lower-to-aclnn{{cann-version={} strict={}}}", args.cann_version, args.aclnn_strict);
+    let pipeline = format!(
+        "npu-lower-to-aclnn{{cann-version={} strict={}}}",
+        args.cann_version, args.aclnn_strict
+    );
     let report = compiler.run_pipeline(&mut module, &pipeline, &RunOptions::default())?;
     for diagnostic in &report.diagnostics {
         eprintln!("{diagnostic}");

@@ -71,7 +71,11 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         }
         match args.remarks {
             Some(RemarksFormat::Text) => {
-                for remark in report.diagnostics.iter().filter(|d| d.severity == gmmfr_dialect::diagnostics::Severity::Remark) {
+                for remark in report
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.severity == gmmfr_dialect::diagnostics::Severity::Remark)
+                {
                     eprintln!("{remark}");
                 }
             }

@@ -39,47 +39,80 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let compiler = if args.allow_unregistered_dialect { Compiler::with_unregistered_dialects()? } else { Compiler::new()? };
+    let compiler = if args.allow_unregistered_dialect {
+        Compiler::with_unregistered_dialects()?
+    } else {
+        Compiler::new()?
+    };
     let module = compiler.load_file(&args.input)?;
     let input = args.input.display().to_string();
     let tensors = match args.random_inputs {
-        Some(seed) => gmmfr::inputs::for_function(&module, &args.entry, seed).map_err(|message| Error::Write { path: input.clone(), message })?,
+        Some(seed) => gmmfr::inputs::for_function(&module, &args.entry, seed).map_err(|message| Error::Write {
+            path: input.clone(),
+            message,
+        })?,
         None => {
             let mut tensors = Vec::new();
             for path in &args.args {
-                let tensor = read_npy(path).map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?;
+                let tensor = read_npy(path).map_err(|e| Error::Write {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
                 tensors.push(tensor);
             }
             gmmfr::runner::adapt_arguments(&module, &args.entry, tensors)?
         }
     };
     let expected = if args.check {
-        let reference = gmmfr_dialect::interpret::run_function(&module, &args.entry, &tensors)
-            .map_err(|e| Error::Write { path: input.clone(), message: format!("the reference interpreter refused: {e}") })?;
+        let reference =
+            gmmfr_dialect::interpret::run_function(&module, &args.entry, &tensors).map_err(|e| Error::Write {
+                path: input.clone(),
+                message: format!("the reference interpreter refused: {e}"),
+            })?;
         Some(reference)
     } else {
         None
     };
-    let results = gmmfr::runner::run(&compiler, module, &args.entry, args.pass_pipeline.as_deref(), &tensors, usize::from(args.threads))?;
+    let results = gmmfr::runner::run(
+        &compiler,
+        module,
+        &args.entry,
+        args.pass_pipeline.as_deref(),
+        &tensors,
+        usize::from(args.threads),
+    )?;
     if let Some(expected) = &expected {
         let tolerance = if args.pass_pipeline.is_some() { 1e-2 } else { 1e-5 };
         let mut worst = 0f64;
         for (actual, expected) in results.iter().zip(expected) {
-            let comparison = gmmfr_dialect::reference::compare(actual, expected)
-                .map_err(|e| Error::Write { path: input.clone(), message: e.to_string() })?;
+            let comparison = gmmfr_dialect::reference::compare(actual, expected).map_err(|e| Error::Write {
+                path: input.clone(),
+                message: e.to_string(),
+            })?;
             worst = worst.max(comparison.relative);
         }
         let verdict = if worst <= tolerance { "ok" } else { "MISMATCH" };
-        println!("{input}: @{}: {verdict}: compiled vs reference interpreter, relative error {worst:.3e} (tolerance {tolerance:.0e})", args.entry);
+        println!(
+            "{input}: @{}: {verdict}: compiled vs reference interpreter, relative error {worst:.3e} (tolerance {tolerance:.0e})",
+            args.entry
+        );
         if worst > tolerance {
             return Ok(ExitCode::from(1));
         }
     }
     for (index, result) in results.iter().enumerate() {
-        let shape = result.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        let shape = result
+            .shape()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
         match args.outputs.get(index) {
             Some(path) => {
-                write_npy(path, result).map_err(|e| Error::Write { path: path.display().to_string(), message: e.to_string() })?;
+                write_npy(path, result).map_err(|e| Error::Write {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
                 println!("result #{index}: {shape} {} -> {}", result.dtype(), path.display());
             }
             None => println!("result #{index}: {shape} {}", result.dtype()),

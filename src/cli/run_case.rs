@@ -63,16 +63,33 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 source,
             })?
         }
-        Target::Loops => gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir, usize::from(args.threads))?,
-        Target::AclnnEmu => match gmmfr::aclnn_run::run_case(&compiler, &operands, &case.attrs, &dir, args.cann_version, !args.aclnn_unchecked)? {
+        Target::Loops => {
+            gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir, usize::from(args.threads))?
+        }
+        Target::AclnnEmu => match gmmfr::aclnn_run::run_case(
+            &compiler,
+            &operands,
+            &case.attrs,
+            &dir,
+            args.cann_version,
+            !args.aclnn_unchecked,
+        )? {
             AclnnOutcome::Ran(out) => out,
             AclnnOutcome::Status(code) => {
-                let detail = gmmfr_aclnn_emu::last_error().map(|e| format!(": {e}")).unwrap_or_default();
-                eprintln!("{dir}: error: the aclnn call returned {code} ({}){detail}", gmmfr_aclnn_emu::status_meaning(code));
+                let detail = gmmfr_aclnn_emu::last_error()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "{dir}: error: the aclnn call returned {code} ({}){detail}",
+                    gmmfr_aclnn_emu::status_meaning(code)
+                );
                 return Ok(ExitCode::from(1));
             }
             AclnnOutcome::NotLowered(reasons) => {
-                eprintln!("{dir}: note: not lowered to aclnn, falling back to the loop target: {}", reasons.join("; "));
+                eprintln!(
+                    "{dir}: note: not lowered to aclnn, falling back to the loop target: {}",
+                    reasons.join("; ")
+                );
                 gmmfr::loops_run::run_case(&compiler, &operands, &case.attrs, &dir, usize::from(args.threads))?
             }
         },

@@ -68,7 +68,10 @@ impl EntryPoint {
 
 /// Every CANN function the lowering may call, with its LLVM-dialect signature.
 pub const RUNTIME_FUNCTIONS: &[(&str, &str)] = &[
-    ("aclCreateTensor", "(!llvm.ptr, i64, i32, !llvm.ptr, i64, i32, !llvm.ptr, i64, !llvm.ptr) -> !llvm.ptr"),
+    (
+        "aclCreateTensor",
+        "(!llvm.ptr, i64, i32, !llvm.ptr, i64, i32, !llvm.ptr, i64, !llvm.ptr) -> !llvm.ptr",
+    ),
     ("aclDestroyTensor", "(!llvm.ptr) -> i32"),
     ("aclCreateIntArray", "(!llvm.ptr, i64) -> !llvm.ptr"),
     ("aclDestroyIntArray", "(!llvm.ptr) -> i32"),

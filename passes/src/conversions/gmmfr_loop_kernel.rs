@@ -65,7 +65,11 @@ impl KernelSpec {
 
     /// The memref types of the kernel's parameters: every present operand, then the output.
     pub fn parameter_types(&self) -> Vec<String> {
-        self.operands.iter().map(|(_, i)| memref(i)).chain(std::iter::once(memref(&self.out))).collect()
+        self.operands
+            .iter()
+            .map(|(_, i)| memref(i))
+            .chain(std::iter::once(memref(&self.out)))
+            .collect()
     }
 }
 
@@ -96,7 +100,12 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     let ty = |name: &str| spec.operand(name).map(memref).unwrap_or_default();
     let _ = writeln!(s, "func.func private @{}({}) {{", spec.name, params.join(", "));
     let _ = writeln!(s, "  %status = memref.get_global @{STATUS_GLOBAL} : memref<4xi64>");
-    for (name, value, t) in [("c0", "0", "index"), ("c1", "1", "index"), ("c16", "16", "index"), ("cv", &v.to_string(), "index")] {
+    for (name, value, t) in [
+        ("c0", "0", "index"),
+        ("c1", "1", "index"),
+        ("c16", "16", "index"),
+        ("cv", &v.to_string(), "index"),
+    ] {
         let _ = writeln!(s, "  %{name} = arith.constant {value} : {t}");
     }
     let _ = writeln!(s, "  %cE = arith.constant {e} : index");
@@ -110,7 +119,10 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     // 1. Group starts, counts >= 0, sum <= m.
     let _ = writeln!(s, "  %starts = memref.alloca() : memref<{}xi64>", e + 1);
     let _ = writeln!(s, "  memref.store %z64, %starts[%c0] : memref<{}xi64>", e + 1);
-    let _ = writeln!(s, "  %groups:2 = scf.for %g = %c0 to %cE step %c1 iter_args(%sum = %z64, %ok = %true) -> (i64, i1) {{");
+    let _ = writeln!(
+        s,
+        "  %groups:2 = scf.for %g = %c0 to %cE step %c1 iter_args(%sum = %z64, %ok = %true) -> (i64, i1) {{"
+    );
     let _ = writeln!(s, "    %listed = memref.load %group_list[%g] : {}", ty("group_list"));
     if spec.group_list_type == 0 {
         let _ = writeln!(s, "    %count = arith.subi %listed, %sum : i64");
@@ -120,7 +132,15 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     let _ = writeln!(s, "    %negative = arith.cmpi slt, %count, %z64 : i64");
     let _ = writeln!(s, "    %first_failure = arith.andi %ok, %negative : i1");
     let _ = writeln!(s, "    scf.if %first_failure {{");
-    write_status(&mut s, "      ", status::NEGATIVE_COUNT, "%g_i64", Some("%g"), "%listed", "%z64");
+    write_status(
+        &mut s,
+        "      ",
+        status::NEGATIVE_COUNT,
+        "%g_i64",
+        Some("%g"),
+        "%listed",
+        "%z64",
+    );
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "    %not_negative = arith.xori %negative, %true : i1");
     let _ = writeln!(s, "    %still_ok = arith.andi %ok, %not_negative : i1");
@@ -132,7 +152,15 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     let _ = writeln!(s, "  %over = arith.cmpi sgt, %groups#0, %m64 : i64");
     let _ = writeln!(s, "  %over_first = arith.andi %groups#1, %over : i1");
     let _ = writeln!(s, "  scf.if %over_first {{");
-    write_status(&mut s, "    ", status::SUM_EXCEEDS_M, "%groups#0", None, "%groups#0", "%m64");
+    write_status(
+        &mut s,
+        "    ",
+        status::SUM_EXCEEDS_M,
+        "%groups#0",
+        None,
+        "%groups#0",
+        "%m64",
+    );
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  %not_over = arith.xori %over, %true : i1");
     let _ = writeln!(s, "  %counts_ok = arith.andi %groups#1, %not_over : i1");
@@ -140,7 +168,10 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     let ri_elem = spec.operand("row_index").map(|r| r.elem.clone()).unwrap_or(Elem::I64);
     let _ = writeln!(s, "  %valid = scf.if %counts_ok -> (i1) {{");
     let _ = writeln!(s, "    %active = arith.index_cast %groups#0 : i64 to index");
-    let _ = writeln!(s, "    %rows_ok = scf.for %p = %c0 to %active step %c1 iter_args(%ok = %true) -> (i1) {{");
+    let _ = writeln!(
+        s,
+        "    %rows_ok = scf.for %p = %c0 to %active step %c1 iter_args(%ok = %true) -> (i1) {{"
+    );
     let _ = writeln!(s, "      %raw = memref.load %row_index[%p] : {}", ty("row_index"));
     if ri_elem == Elem::I32 {
         let _ = writeln!(s, "      %r = arith.extsi %raw : i32 to i64");
@@ -152,7 +183,15 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     let _ = writeln!(s, "      %outside = arith.ori %below, %above : i1");
     let _ = writeln!(s, "      %first = arith.andi %ok, %outside : i1");
     let _ = writeln!(s, "      scf.if %first {{");
-    write_status(&mut s, "        ", status::ROW_INDEX_OUT_OF_RANGE, "%p_i64", Some("%p"), "%r", "%rows64");
+    write_status(
+        &mut s,
+        "        ",
+        status::ROW_INDEX_OUT_OF_RANGE,
+        "%p_i64",
+        Some("%p"),
+        "%r",
+        "%rows64",
+    );
     let _ = writeln!(s, "      }}");
     let _ = writeln!(s, "      %inside = arith.xori %outside, %true : i1");
     let _ = writeln!(s, "      %next_ok = arith.andi %ok, %inside : i1");
@@ -171,12 +210,24 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         let bsdp = shared.dim(0).unwrap_or(0);
         let _ = writeln!(s, "    %bsdp = arith.constant {bsdp} : index");
         let _ = writeln!(s, "    %shared_cols = arith.constant {n} : index");
-        let _ = writeln!(s, "    %shared_offset = arith.constant {} : index", spec.shared_input_offset);
-        let _ = writeln!(s, "    %weight = arith.constant 0x{:08X} : f32", spec.shared_input_weight.to_bits());
+        let _ = writeln!(
+            s,
+            "    %shared_offset = arith.constant {} : index",
+            spec.shared_input_offset
+        );
+        let _ = writeln!(
+            s,
+            "    %weight = arith.constant 0x{:08X} : f32",
+            spec.shared_input_weight.to_bits()
+        );
         let _ = writeln!(s, "    scf.for %i = %c0 to %bsdp step %c1 {{");
         let _ = writeln!(s, "      %row = arith.addi %i, %shared_offset : index");
         let _ = writeln!(s, "      scf.for %j = %c0 to %shared_cols step %c1 {{");
-        let _ = writeln!(s, "        %sv = memref.load %shared_input[%i, %j] : {}", memref(shared));
+        let _ = writeln!(
+            s,
+            "        %sv = memref.load %shared_input[%i, %j] : {}",
+            memref(shared)
+        );
         let _ = writeln!(s, "        %sf = arith.extf %sv : bf16 to f32");
         let _ = writeln!(s, "        %sw = arith.mulf %sf, %weight : f32");
         let _ = writeln!(s, "        memref.store %sw, %out[%row, %j] : {out_ty}");
@@ -204,33 +255,67 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
             let scale_elem = scale.as_ref().map(|s| s.elem.to_string()).unwrap_or_default();
             let _ = writeln!(s, "        %scale_pad = arith.constant 0.0 : {scale_elem}");
             if scale_elem != "f32" {
-                let _ = writeln!(s, "        %scale_raw = vector.transfer_read %scale[%g, %col], %scale_pad : {}, vector<{v}x{scale_elem}>", ty("scale"));
+                let _ = writeln!(
+                    s,
+                    "        %scale_raw = vector.transfer_read %scale[%g, %col], %scale_pad : {}, vector<{v}x{scale_elem}>",
+                    ty("scale")
+                );
             }
             if scale_elem == "f32" {
                 // An identity the canonicalizer removes; it keeps one name for both scale types.
-                let _ = writeln!(s, "        %scale_v = vector.transfer_read %scale[%g, %col], %scale_pad : {}, {vf}", ty("scale"));
+                let _ = writeln!(
+                    s,
+                    "        %scale_v = vector.transfer_read %scale[%g, %col], %scale_pad : {}, {vf}",
+                    ty("scale")
+                );
             } else {
-                let _ = writeln!(s, "        %scale_v = arith.extf %scale_raw : vector<{v}x{scale_elem}> to {vf}");
+                let _ = writeln!(
+                    s,
+                    "        %scale_v = arith.extf %scale_raw : vector<{v}x{scale_elem}> to {vf}"
+                );
             }
             if spec.operand("bias").is_some() {
                 let _ = writeln!(s, "        %bias_pad = arith.constant 0.0 : bf16");
-                let _ = writeln!(s, "        %bias_raw = vector.transfer_read %bias[%g, %col], %bias_pad : {}, vector<{v}xbf16>", ty("bias"));
+                let _ = writeln!(
+                    s,
+                    "        %bias_raw = vector.transfer_read %bias[%g, %col], %bias_pad : {}, vector<{v}xbf16>",
+                    ty("bias")
+                );
                 let _ = writeln!(s, "        %bias_v = arith.extf %bias_raw : vector<{v}xbf16> to {vf}");
             }
         }
         Scenario::A8W4 { .. } => {
             let _ = writeln!(s, "        %scale_pad = arith.constant 0 : i64");
-            let _ = writeln!(s, "        %scale_raw = vector.transfer_read %scale[%g, %c0, %col], %scale_pad {{permutation_map = affine_map<(d0, d1, d2) -> (d2)>}} : {}, vector<{v}xi64>", ty("scale"));
-            let _ = writeln!(s, "        %scale_bits = arith.trunci %scale_raw : vector<{v}xi64> to {vi}");
+            let _ = writeln!(
+                s,
+                "        %scale_raw = vector.transfer_read %scale[%g, %c0, %col], %scale_pad {{permutation_map = affine_map<(d0, d1, d2) -> (d2)>}} : {}, vector<{v}xi64>",
+                ty("scale")
+            );
+            let _ = writeln!(
+                s,
+                "        %scale_bits = arith.trunci %scale_raw : vector<{v}xi64> to {vi}"
+            );
             let _ = writeln!(s, "        %scale_v = arith.bitcast %scale_bits : {vi} to {vf}");
-            let _ = writeln!(s, "        %bias_v = vector.transfer_read %bias[%g, %col], %zf : {}, {vf}", ty("bias"));
+            let _ = writeln!(
+                s,
+                "        %bias_v = vector.transfer_read %bias[%g, %col], %zf : {}, {vf}",
+                ty("bias")
+            );
             if spec.operand("offset").is_some() {
-                let _ = writeln!(s, "        %offset_v = vector.transfer_read %offset[%g, %c0, %col], %zf {{permutation_map = affine_map<(d0, d1, d2) -> (d2)>}} : {}, {vf}", ty("offset"));
+                let _ = writeln!(
+                    s,
+                    "        %offset_v = vector.transfer_read %offset[%g, %c0, %col], %zf {{permutation_map = affine_map<(d0, d1, d2) -> (d2)>}} : {}, {vf}",
+                    ty("offset")
+                );
             }
         }
         Scenario::NonQuantized(_) => {
             if spec.operand("bias").is_some() {
-                let _ = writeln!(s, "        %bias_v = vector.transfer_read %bias[%g, %col], %zf : {}, {vf}", ty("bias"));
+                let _ = writeln!(
+                    s,
+                    "        %bias_v = vector.transfer_read %bias[%g, %col], %zf : {}, {vf}",
+                    ty("bias")
+                );
             }
         }
     }
@@ -241,19 +326,33 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         let k4 = k.div_ceil(4);
         let interleave: Vec<String> = (0..32).flat_map(|c| [c, 32 + c]).map(|i| i.to_string()).collect();
         let pick = |from: usize| -> String {
-            (from..from + 16).flat_map(|c| [2 * c, 2 * c + 1, 64 + 2 * c, 64 + 2 * c + 1]).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            (from..from + 16)
+                .flat_map(|c| [2 * c, 2 * c + 1, 64 + 2 * c, 64 + 2 * c + 1])
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let _ = writeln!(s, "        %cK4p = arith.constant {} : index", k4 * 4);
         let _ = writeln!(s, "        %c4p = arith.constant 4 : index");
         let _ = writeln!(s, "        %c64p = arith.constant 64 : index");
         let _ = writeln!(s, "        %cs0 = arith.constant dense<0> : {vi}");
         let _ = writeln!(s, "        %cpad = arith.constant 0 : i8");
-        let _ = writeln!(s, "        %colsum = scf.for %kq = %c0 to %cK4p step %c4p iter_args(%cs = %cs0) -> ({vi}) {{");
+        let _ = writeln!(
+            s,
+            "        %colsum = scf.for %kq = %c0 to %cK4p step %c4p iter_args(%cs = %cs0) -> ({vi}) {{"
+        );
         let _ = writeln!(s, "          %pk1 = arith.divui %kq, %c16 : index");
         let _ = writeln!(s, "          %pk0 = arith.remui %kq, %c16 : index");
-        let _ = writeln!(s, "          %cs_next = scf.for %r = %c0 to %c4p step %c1 iter_args(%acc_cs = %cs) -> ({vi}) {{");
+        let _ = writeln!(
+            s,
+            "          %cs_next = scf.for %r = %c0 to %c4p step %c1 iter_args(%acc_cs = %cs) -> ({vi}) {{"
+        );
         let _ = writeln!(s, "            %kr = arith.addi %pk0, %r : index");
-        let _ = writeln!(s, "            %row = vector.transfer_read %w[%g, %block, %pk1, %kr, %c0], %cpad {{in_bounds = [true]}} : {}, vector<32xi8>", ty("w"));
+        let _ = writeln!(
+            s,
+            "            %row = vector.transfer_read %w[%g, %block, %pk1, %kr, %c0], %cpad {{in_bounds = [true]}} : {}, vector<32xi8>",
+            ty("w")
+        );
         let _ = writeln!(s, "            %row32 = arith.extsi %row : vector<32xi8> to {vi}");
         let _ = writeln!(s, "            %sum_r = arith.addi %acc_cs, %row32 : {vi}");
         let _ = writeln!(s, "            scf.yield %sum_r : {vi}");
@@ -261,15 +360,41 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         for r in 0..4 {
             let _ = writeln!(s, "          %pr{r}i = arith.constant {r} : index");
             let _ = writeln!(s, "          %pkr{r} = arith.addi %pk0, %pr{r}i : index");
-            let _ = writeln!(s, "          %pr{r} = vector.transfer_read %w[%g, %block, %pk1, %pkr{r}, %c0], %cpad {{in_bounds = [true]}} : {}, vector<32xi8>", ty("w"));
+            let _ = writeln!(
+                s,
+                "          %pr{r} = vector.transfer_read %w[%g, %block, %pk1, %pkr{r}, %c0], %cpad {{in_bounds = [true]}} : {}, vector<32xi8>",
+                ty("w")
+            );
         }
-        let _ = writeln!(s, "          %ps01 = vector.shuffle %pr0, %pr1 [{}] : vector<32xi8>, vector<32xi8>", interleave.join(", "));
-        let _ = writeln!(s, "          %ps23 = vector.shuffle %pr2, %pr3 [{}] : vector<32xi8>, vector<32xi8>", interleave.join(", "));
-        let _ = writeln!(s, "          %plo = vector.shuffle %ps01, %ps23 [{}] : vector<64xi8>, vector<64xi8>", pick(0));
-        let _ = writeln!(s, "          %phi = vector.shuffle %ps01, %ps23 [{}] : vector<64xi8>, vector<64xi8>", pick(16));
+        let _ = writeln!(
+            s,
+            "          %ps01 = vector.shuffle %pr0, %pr1 [{}] : vector<32xi8>, vector<32xi8>",
+            interleave.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "          %ps23 = vector.shuffle %pr2, %pr3 [{}] : vector<32xi8>, vector<32xi8>",
+            interleave.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "          %plo = vector.shuffle %ps01, %ps23 [{}] : vector<64xi8>, vector<64xi8>",
+            pick(0)
+        );
+        let _ = writeln!(
+            s,
+            "          %phi = vector.shuffle %ps01, %ps23 [{}] : vector<64xi8>, vector<64xi8>",
+            pick(16)
+        );
         let _ = writeln!(s, "          %pkp = arith.divui %kq, %c4p : index");
-        let _ = writeln!(s, "          vector.transfer_write %plo, %packed[%pkp, %c0] {{in_bounds = [true]}} : vector<64xi8>, memref<{k4}x128xi8>");
-        let _ = writeln!(s, "          vector.transfer_write %phi, %packed[%pkp, %c64p] {{in_bounds = [true]}} : vector<64xi8>, memref<{k4}x128xi8>");
+        let _ = writeln!(
+            s,
+            "          vector.transfer_write %plo, %packed[%pkp, %c0] {{in_bounds = [true]}} : vector<64xi8>, memref<{k4}x128xi8>"
+        );
+        let _ = writeln!(
+            s,
+            "          vector.transfer_write %phi, %packed[%pkp, %c64p] {{in_bounds = [true]}} : vector<64xi8>, memref<{k4}x128xi8>"
+        );
         let _ = writeln!(s, "          scf.yield %cs_next : {vi}");
         let _ = writeln!(s, "        }}");
         let _ = writeln!(s, "        %c128v = arith.constant dense<128> : {vi}");
@@ -291,23 +416,54 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
             let _ = writeln!(s, "          %c4 = arith.constant 4 : index");
             let _ = writeln!(s, "          %cK4 = arith.constant {} : index", k.div_ceil(4) * 4);
             let _ = writeln!(s, "          %flip = arith.constant dense<-128> : vector<4xi8>");
-            let _ = writeln!(s, "          %vacc:2 = scf.for %kq = %c0 to %cK4 step %c4 iter_args(%a0 = %acc0, %a1 = %acc0) -> (vector<16xi32>, vector<16xi32>) {{");
-            let _ = writeln!(s, "            %xv = vector.transfer_read %x[%p, %kq], %pad8 : {}, vector<4xi8>", ty("x"));
+            let _ = writeln!(
+                s,
+                "          %vacc:2 = scf.for %kq = %c0 to %cK4 step %c4 iter_args(%a0 = %acc0, %a1 = %acc0) -> (vector<16xi32>, vector<16xi32>) {{"
+            );
+            let _ = writeln!(
+                s,
+                "            %xv = vector.transfer_read %x[%p, %kq], %pad8 : {}, vector<4xi8>",
+                ty("x")
+            );
             let _ = writeln!(s, "            %xu = arith.xori %xv, %flip : vector<4xi8>");
-            let _ = writeln!(s, "            %x32 = vector.bitcast %xu : vector<4xi8> to vector<1xi32>");
+            let _ = writeln!(
+                s,
+                "            %x32 = vector.bitcast %xu : vector<4xi8> to vector<1xi32>"
+            );
             let _ = writeln!(s, "            %xs = vector.extract %x32[0] : i32 from vector<1xi32>");
             let _ = writeln!(s, "            %xb32 = vector.broadcast %xs : i32 to vector<16xi32>");
-            let _ = writeln!(s, "            %xb = vector.bitcast %xb32 : vector<16xi32> to vector<64xi8>");
+            let _ = writeln!(
+                s,
+                "            %xb = vector.bitcast %xb32 : vector<16xi32> to vector<64xi8>"
+            );
             let _ = writeln!(s, "            %kp = arith.divui %kq, %c4 : index");
-            let _ = writeln!(s, "            %blo = vector.transfer_read %packed[%kp, %c0], %pad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>", k.div_ceil(4));
+            let _ = writeln!(
+                s,
+                "            %blo = vector.transfer_read %packed[%kp, %c0], %pad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>",
+                k.div_ceil(4)
+            );
             let _ = writeln!(s, "            %c64 = arith.constant 64 : index");
-            let _ = writeln!(s, "            %bhi = vector.transfer_read %packed[%kp, %c64], %pad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>", k.div_ceil(4));
-            let _ = writeln!(s, "            %n0 = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%a0, %xb, %blo) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>");
-            let _ = writeln!(s, "            %n1 = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%a1, %xb, %bhi) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>");
+            let _ = writeln!(
+                s,
+                "            %bhi = vector.transfer_read %packed[%kp, %c64], %pad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>",
+                k.div_ceil(4)
+            );
+            let _ = writeln!(
+                s,
+                "            %n0 = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%a0, %xb, %blo) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>"
+            );
+            let _ = writeln!(
+                s,
+                "            %n1 = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%a1, %xb, %bhi) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>"
+            );
             let _ = writeln!(s, "            scf.yield %n0, %n1 : vector<16xi32>, vector<16xi32>");
             let _ = writeln!(s, "          }}");
             let concat: Vec<String> = (0..32).map(|i| i.to_string()).collect();
-            let _ = writeln!(s, "          %acc_off = vector.shuffle %vacc#0, %vacc#1 [{}] : vector<16xi32>, vector<16xi32>", concat.join(", "));
+            let _ = writeln!(
+                s,
+                "          %acc_off = vector.shuffle %vacc#0, %vacc#1 [{}] : vector<16xi32>, vector<16xi32>",
+                concat.join(", ")
+            );
             let _ = writeln!(s, "          %acc = arith.subi %acc_off, %correction : {vi}");
             let _ = writeln!(s, "          %accf = arith.sitofp %acc : {vi} to {vf}");
             let _ = writeln!(s, "          %dequant = arith.mulf %accf, %scale_v : {vf}");
@@ -315,13 +471,20 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         Scenario::A8W8 => {
             let _ = writeln!(s, "          %acc0 = arith.constant dense<0> : {vi}");
             let _ = writeln!(s, "          %pad8 = arith.constant 0 : i8");
-            let _ = writeln!(s, "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vi}) {{");
+            let _ = writeln!(
+                s,
+                "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vi}) {{"
+            );
             let _ = writeln!(s, "            %xs = memref.load %x[%p, %kk] : {}", ty("x"));
             let _ = writeln!(s, "            %x32 = arith.extsi %xs : i8 to i32");
             let _ = writeln!(s, "            %xb = vector.broadcast %x32 : i32 to {vi}");
             let _ = writeln!(s, "            %k1 = arith.divui %kk, %c16 : index");
             let _ = writeln!(s, "            %k0 = arith.remui %kk, %c16 : index");
-            let _ = writeln!(s, "            %wv = vector.transfer_read %w[%g, %block, %k1, %k0, %c0], %pad8 {{in_bounds = [true]}} : {}, vector<{v}xi8>", ty("w"));
+            let _ = writeln!(
+                s,
+                "            %wv = vector.transfer_read %w[%g, %block, %k1, %k0, %c0], %pad8 {{in_bounds = [true]}} : {}, vector<{v}xi8>",
+                ty("w")
+            );
             let _ = writeln!(s, "            %w32 = arith.extsi %wv : vector<{v}xi8> to {vi}");
             let _ = writeln!(s, "            %prod = arith.muli %xb, %w32 : {vi}");
             let _ = writeln!(s, "            %next = arith.addi %a, %prod : {vi}");
@@ -337,12 +500,18 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
             let _ = writeln!(s, "          %c8 = arith.constant 8 : i32");
             let _ = writeln!(s, "          %c0_i32_init = arith.constant 0 : i32");
             let _ = writeln!(s, "          %cN = arith.constant {n} : index");
-            let _ = writeln!(s, "          %acc:2 = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0, %rowsum = %c0_i32_init) -> ({vi}, i32) {{");
+            let _ = writeln!(
+                s,
+                "          %acc:2 = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0, %rowsum = %c0_i32_init) -> ({vi}, i32) {{"
+            );
             let _ = writeln!(s, "            %xs = memref.load %x[%p, %kk] : {}", ty("x"));
             let _ = writeln!(s, "            %x32 = arith.extsi %xs : i8 to i32");
             let _ = writeln!(s, "            %xm8 = arith.subi %x32, %c8 : i32");
             let _ = writeln!(s, "            %rs = arith.addi %rowsum, %x32 : i32");
-            let _ = writeln!(s, "            %lanes = scf.for %lane = %c0 to %cv step %c1 iter_args(%vec = %a) -> ({vi}) {{");
+            let _ = writeln!(
+                s,
+                "            %lanes = scf.for %lane = %c0 to %cv step %c1 iter_args(%vec = %a) -> ({vi}) {{"
+            );
             let _ = writeln!(s, "              %nn = arith.addi %col, %lane : index");
             let _ = writeln!(s, "              %in = arith.cmpi ult, %nn, %cN : index");
             let _ = writeln!(s, "              %updated = scf.if %in -> ({vi}) {{");
@@ -352,7 +521,11 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
                 let _ = writeln!(s, "                %n0 = arith.remui %nn, %c64 : index");
                 let _ = writeln!(s, "                %k1 = arith.divui %kk, %c16 : index");
                 let _ = writeln!(s, "                %k0 = arith.remui %kk, %c16 : index");
-                let _ = writeln!(s, "                %w4 = memref.load %w[%g, %n1, %k1, %k0, %n0] : {}", ty("w"));
+                let _ = writeln!(
+                    s,
+                    "                %w4 = memref.load %w[%g, %n1, %k1, %k0, %n0] : {}",
+                    ty("w")
+                );
             } else {
                 let _ = writeln!(s, "                %w4 = memref.load %w[%g, %kk, %nn] : {}", ty("w"));
             }
@@ -360,7 +533,10 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
             let _ = writeln!(s, "                %prod = arith.muli %xm8, %w32 : i32");
             let _ = writeln!(s, "                %old = vector.extract %vec[%lane] : i32 from {vi}");
             let _ = writeln!(s, "                %sum = arith.addi %old, %prod : i32");
-            let _ = writeln!(s, "                %ins = vector.insert %sum, %vec [%lane] : i32 into {vi}");
+            let _ = writeln!(
+                s,
+                "                %ins = vector.insert %sum, %vec [%lane] : i32 into {vi}"
+            );
             let _ = writeln!(s, "                scf.yield %ins : {vi}");
             let _ = writeln!(s, "              }} else {{");
             let _ = writeln!(s, "                scf.yield %vec : {vi}");
@@ -382,9 +558,16 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         Scenario::NonQuantized(elem) => {
             let _ = writeln!(s, "          %acc0 = arith.constant dense<0.0> : {vf}");
             let _ = writeln!(s, "          %wpad = arith.constant 0.0 : {elem}");
-            let _ = writeln!(s, "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vf}) {{");
+            let _ = writeln!(
+                s,
+                "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vf}) {{"
+            );
             let _ = writeln!(s, "            %xs = memref.load %x[%p, %kk] : {}", ty("x"));
-            let _ = writeln!(s, "            %wv = vector.transfer_read %w[%g, %kk, %col], %wpad : {}, vector<{v}x{elem}>", ty("w"));
+            let _ = writeln!(
+                s,
+                "            %wv = vector.transfer_read %w[%g, %kk, %col], %wpad : {}, vector<{v}x{elem}>",
+                ty("w")
+            );
             if *elem == Elem::F32 {
                 let _ = writeln!(s, "            %xb = vector.broadcast %xs : f32 to {vf}");
                 let _ = writeln!(s, "            %prod = arith.mulf %xb, %wv : {vf}");
@@ -403,7 +586,11 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     let has_pts = spec.operand("pertoken_scale").is_some();
     let has_logit = spec.operand("logit").is_some();
     if has_pts {
-        let _ = writeln!(s, "          %pts_s = memref.load %pertoken_scale[%p] : {}", ty("pertoken_scale"));
+        let _ = writeln!(
+            s,
+            "          %pts_s = memref.load %pertoken_scale[%p] : {}",
+            ty("pertoken_scale")
+        );
     }
     if has_logit {
         let _ = writeln!(s, "          %logit_s = memref.load %logit[%p] : {}", ty("logit"));
@@ -440,7 +627,11 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
             y
         }
         Scenario::A8W4 { .. } => {
-            let bracket = if spec.operand("offset").is_some() { "%bracket" } else { "%with_bias" };
+            let bracket = if spec.operand("offset").is_some() {
+                "%bracket"
+            } else {
+                "%with_bias"
+            };
             match factor {
                 Some(f) => {
                     let _ = writeln!(s, "          %fb = vector.broadcast {f} : f32 to {vf}");
@@ -468,15 +659,24 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
     };
     let _ = writeln!(s, "          %raw_r = memref.load %row_index[%p] : {}", ty("row_index"));
     let _ = writeln!(s, "          %r = arith.index_cast %raw_r : {} to index", ri_elem);
-    let _ = writeln!(s, "          %old = vector.transfer_read %out[%r, %col], %zf : {out_ty}, {vf}");
+    let _ = writeln!(
+        s,
+        "          %old = vector.transfer_read %out[%r, %col], %zf : {out_ty}, {vf}"
+    );
     let _ = writeln!(s, "          %new = arith.addf %old, {y} : {vf}");
-    let _ = writeln!(s, "          vector.transfer_write %new, %out[%r, %col] : {vf}, {out_ty}");
+    let _ = writeln!(
+        s,
+        "          vector.transfer_write %new, %out[%r, %col] : {vf}, {out_ty}"
+    );
     let _ = writeln!(s, "        }}");
     if vnni_pack {
         // Four rows at a time share each packed weight load; the single-row loop above then
         // handles the remaining rows. The per-row epilogue is the single-row one, renamed.
         let single = s[body_at..].to_string();
-        let epilogue_at = single.find("%dequant = ").and_then(|i| single[i..].find('\n').map(|j| i + j + 1)).unwrap_or(0);
+        let epilogue_at = single
+            .find("%dequant = ")
+            .and_then(|i| single[i..].find('\n').map(|j| i + j + 1))
+            .unwrap_or(0);
         let epilogue = single[epilogue_at..single.rfind("        }").unwrap_or(single.len())].to_string();
         let mut tiled = String::new();
         let _ = writeln!(tiled, "        %rows_in_group = arith.subi %end, %start : index");
@@ -496,21 +696,59 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         let _ = writeln!(tiled, "          %tK4 = arith.constant {} : index", k.div_ceil(4) * 4);
         let _ = writeln!(tiled, "          %tflip = arith.constant dense<-128> : vector<4xi8>");
         let accs: Vec<String> = (0..8).map(|i| format!("%ta{i} = %tacc0")).collect();
-        let types = vec!["vector<16xi32>"; 8].join(", ");
-        let _ = writeln!(tiled, "          %tv:8 = scf.for %kq = %c0 to %tK4 step %tc4 iter_args({}) -> ({types}) {{", accs.join(", "));
+        let types = ["vector<16xi32>"; 8].join(", ");
+        let _ = writeln!(
+            tiled,
+            "          %tv:8 = scf.for %kq = %c0 to %tK4 step %tc4 iter_args({}) -> ({types}) {{",
+            accs.join(", ")
+        );
         let _ = writeln!(tiled, "            %kp = arith.divui %kq, %tc4 : index");
-        let _ = writeln!(tiled, "            %blo = vector.transfer_read %packed[%kp, %c0], %tpad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>", k.div_ceil(4));
-        let _ = writeln!(tiled, "            %bhi = vector.transfer_read %packed[%kp, %tc64], %tpad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>", k.div_ceil(4));
+        let _ = writeln!(
+            tiled,
+            "            %blo = vector.transfer_read %packed[%kp, %c0], %tpad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>",
+            k.div_ceil(4)
+        );
+        let _ = writeln!(
+            tiled,
+            "            %bhi = vector.transfer_read %packed[%kp, %tc64], %tpad8 {{in_bounds = [true]}} : memref<{}x128xi8>, vector<64xi8>",
+            k.div_ceil(4)
+        );
         let mut yields = Vec::new();
         for r in 0..4 {
-            let _ = writeln!(tiled, "            %xv{r} = vector.transfer_read %x[%p_t{r}, %kq], %tpad8 : {}, vector<4xi8>", ty("x"));
+            let _ = writeln!(
+                tiled,
+                "            %xv{r} = vector.transfer_read %x[%p_t{r}, %kq], %tpad8 : {}, vector<4xi8>",
+                ty("x")
+            );
             let _ = writeln!(tiled, "            %xu{r} = arith.xori %xv{r}, %tflip : vector<4xi8>");
-            let _ = writeln!(tiled, "            %x32_{r} = vector.bitcast %xu{r} : vector<4xi8> to vector<1xi32>");
-            let _ = writeln!(tiled, "            %xs{r} = vector.extract %x32_{r}[0] : i32 from vector<1xi32>");
-            let _ = writeln!(tiled, "            %xb32_{r} = vector.broadcast %xs{r} : i32 to vector<16xi32>");
-            let _ = writeln!(tiled, "            %xb{r} = vector.bitcast %xb32_{r} : vector<16xi32> to vector<64xi8>");
-            let _ = writeln!(tiled, "            %tn{}  = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%ta{}, %xb{r}, %blo) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>", 2 * r, 2 * r);
-            let _ = writeln!(tiled, "            %tn{}  = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%ta{}, %xb{r}, %bhi) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>", 2 * r + 1, 2 * r + 1);
+            let _ = writeln!(
+                tiled,
+                "            %x32_{r} = vector.bitcast %xu{r} : vector<4xi8> to vector<1xi32>"
+            );
+            let _ = writeln!(
+                tiled,
+                "            %xs{r} = vector.extract %x32_{r}[0] : i32 from vector<1xi32>"
+            );
+            let _ = writeln!(
+                tiled,
+                "            %xb32_{r} = vector.broadcast %xs{r} : i32 to vector<16xi32>"
+            );
+            let _ = writeln!(
+                tiled,
+                "            %xb{r} = vector.bitcast %xb32_{r} : vector<16xi32> to vector<64xi8>"
+            );
+            let _ = writeln!(
+                tiled,
+                "            %tn{}  = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%ta{}, %xb{r}, %blo) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>",
+                2 * r,
+                2 * r
+            );
+            let _ = writeln!(
+                tiled,
+                "            %tn{}  = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%ta{}, %xb{r}, %bhi) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>",
+                2 * r + 1,
+                2 * r + 1
+            );
             yields.push(format!("%tn{}", 2 * r));
             yields.push(format!("%tn{}", 2 * r + 1));
         }
@@ -519,10 +757,25 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
         let concat: Vec<String> = (0..32).map(|i| i.to_string()).collect();
         for r in 0..4 {
             let suffix = format!("_t{r}");
-            let _ = writeln!(tiled, "          %acc_off{suffix} = vector.shuffle %tv#{}, %tv#{} [{}] : vector<16xi32>, vector<16xi32>", 2 * r, 2 * r + 1, concat.join(", "));
-            let _ = writeln!(tiled, "          %acc{suffix} = arith.subi %acc_off{suffix}, %correction : {vi}");
-            let _ = writeln!(tiled, "          %accf{suffix} = arith.sitofp %acc{suffix} : {vi} to {vf}");
-            let _ = writeln!(tiled, "          %dequant{suffix} = arith.mulf %accf{suffix}, %scale_v : {vf}");
+            let _ = writeln!(
+                tiled,
+                "          %acc_off{suffix} = vector.shuffle %tv#{}, %tv#{} [{}] : vector<16xi32>, vector<16xi32>",
+                2 * r,
+                2 * r + 1,
+                concat.join(", ")
+            );
+            let _ = writeln!(
+                tiled,
+                "          %acc{suffix} = arith.subi %acc_off{suffix}, %correction : {vi}"
+            );
+            let _ = writeln!(
+                tiled,
+                "          %accf{suffix} = arith.sitofp %acc{suffix} : {vi} to {vf}"
+            );
+            let _ = writeln!(
+                tiled,
+                "          %dequant{suffix} = arith.mulf %accf{suffix}, %scale_v : {vf}"
+            );
             tiled.push_str(&rename_ssa(&epilogue, &suffix));
         }
         let _ = writeln!(tiled, "        }}");
@@ -545,7 +798,15 @@ pub fn kernel_text(spec: &KernelSpec) -> String {
 }
 
 /// Writes [code, index, value, bound] to the status global (first failure only: callers guard).
-fn write_status(s: &mut String, indent: &str, code: i64, index_i64: &str, index: Option<&str>, value: &str, bound: &str) {
+fn write_status(
+    s: &mut String,
+    indent: &str,
+    code: i64,
+    index_i64: &str,
+    index: Option<&str>,
+    value: &str,
+    bound: &str,
+) {
     if let Some(index) = index {
         let _ = writeln!(s, "{indent}{index_i64} = arith.index_cast {index} : index to i64");
     }

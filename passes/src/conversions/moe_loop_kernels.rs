@@ -48,7 +48,12 @@ impl OpKernel {
             .operands
             .iter()
             .map(|(n, i)| format!("%{n}: {}", memref(i)))
-            .chain(self.results.iter().enumerate().map(|(i, r)| format!("%out{i}: {}", memref(r))))
+            .chain(
+                self.results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("%out{i}: {}", memref(r))),
+            )
             .collect();
         let _ = writeln!(s, "func.func private @{}({}) {{", self.name, params.join(", "));
         let _ = writeln!(s, "  %status = memref.get_global @{STATUS_GLOBAL} : memref<4xi64>");
@@ -62,7 +67,11 @@ impl OpKernel {
     }
     /// The parameter memref types: operands, then results.
     pub fn parameter_types(&self) -> Vec<String> {
-        self.operands.iter().map(|(_, i)| memref(i)).chain(self.results.iter().map(memref)).collect()
+        self.operands
+            .iter()
+            .map(|(_, i)| memref(i))
+            .chain(self.results.iter().map(memref))
+            .collect()
     }
 }
 
@@ -118,7 +127,11 @@ pub fn format_cast(k: &OpKernel, n0: u64) -> String {
     let sep = if b.is_empty() { "" } else { ", " };
     let nd_index = format!("{b}{sep}%kk, %nn");
     let nz_index = format!("{b}{sep}%n1, %k1, %k0, %n0");
-    let (from, from_index, to_index) = if to_nz { ("%input", &nd_index, &nz_index) } else { ("%input", &nz_index, &nd_index) };
+    let (from, from_index, to_index) = if to_nz {
+        ("%input", &nd_index, &nz_index)
+    } else {
+        ("%input", &nz_index, &nd_index)
+    };
     let _ = writeln!(s, "    %v = memref.load {from}[{from_index}] : {}", memref(&input));
     let _ = writeln!(s, "    memref.store %v, %out0[{to_index}] : {}", memref(out));
     let _ = writeln!(s, "  }}");
@@ -160,7 +173,10 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "  %experts64 = arith.constant {experts} : i64");
     let _ = writeln!(s, "  %m1 = arith.constant -1 : i32");
     // 1. Every expert id in [0, expert_num).
-    let _ = writeln!(s, "  %valid = scf.for %f = %c0 to %cTK step %c1 iter_args(%ok = %true) -> (i1) {{");
+    let _ = writeln!(
+        s,
+        "  %valid = scf.for %f = %c0 to %cTK step %c1 iter_args(%ok = %true) -> (i1) {{"
+    );
     let _ = writeln!(s, "    %t = arith.divui %f, %cK : index");
     let _ = writeln!(s, "    %j = arith.remui %f, %cK : index");
     let _ = writeln!(s, "    %id = memref.load %expert_idx[%t, %j] : {}", memref(&idx));
@@ -170,7 +186,14 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    %first = arith.andi %ok, %bad : i1");
     let _ = writeln!(s, "    scf.if %first {{");
     let _ = writeln!(s, "      %id64 = arith.extsi %id : i32 to i64");
-    record(&mut s, "      ", status::INDEX_OUT_OF_RANGE, "%f", "%id64", "%experts64");
+    record(
+        &mut s,
+        "      ",
+        status::INDEX_OUT_OF_RANGE,
+        "%f",
+        "%id64",
+        "%experts64",
+    );
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "    %good = arith.xori %bad, %true : i1");
     let _ = writeln!(s, "    %next = arith.andi %ok, %good : i1");
@@ -184,7 +207,11 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    %counts = memref.alloca() : memref<{}xi64>", local + 1);
     let _ = writeln!(s, "    %cL1 = arith.addi %cL, %c1 : index");
     let _ = writeln!(s, "    scf.for %e = %c0 to %cL1 step %c1 {{");
-    let _ = writeln!(s, "      memref.store %zero_i64, %counts[%e] : memref<{}xi64>", local + 1);
+    let _ = writeln!(
+        s,
+        "      memref.store %zero_i64, %counts[%e] : memref<{}xi64>",
+        local + 1
+    );
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "    scf.for %f = %c0 to %cTK step %c1 {{");
     let _ = writeln!(s, "      %t = arith.divui %f, %cK : index");
@@ -213,18 +240,39 @@ pub fn init_routing(k: &OpKernel) -> String {
     // 3. Place every kept source at its row (stable: in flat order), up to the cap.
     let _ = writeln!(s, "    %cursor = memref.alloca() : memref<{}xi64>", local.max(1));
     let _ = writeln!(s, "    scf.for %e = %c0 to %cL step %c1 {{");
-    let _ = writeln!(s, "      %first_row = memref.load %counts[%e] : memref<{}xi64>", local + 1);
-    let _ = writeln!(s, "      memref.store %first_row, %cursor[%e] : memref<{}xi64>", local.max(1));
+    let _ = writeln!(
+        s,
+        "      %first_row = memref.load %counts[%e] : memref<{}xi64>",
+        local + 1
+    );
+    let _ = writeln!(
+        s,
+        "      memref.store %first_row, %cursor[%e] : memref<{}xi64>",
+        local.max(1)
+    );
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "    scf.for %f = %c0 to %cTK step %c1 {{");
     let _ = writeln!(s, "      memref.store %m1, %out1[%f] : {ri}");
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "    %placed = memref.alloca() : memref<{}xi64>", local.max(1));
     let _ = writeln!(s, "    scf.for %e = %c0 to %cL step %c1 {{");
-    let _ = writeln!(s, "      memref.store %zero_i64, %placed[%e] : memref<{}xi64>", local.max(1));
+    let _ = writeln!(
+        s,
+        "      memref.store %zero_i64, %placed[%e] : memref<{}xi64>",
+        local.max(1)
+    );
     let _ = writeln!(s, "    }}");
-    let _ = writeln!(s, "    %ex_zero = arith.constant {} : {}", zero(&k.results[0].elem), k.results[0].elem);
-    let _ = writeln!(s, "    linalg.fill ins(%ex_zero : {}) outs(%out0 : {ex})", k.results[0].elem);
+    let _ = writeln!(
+        s,
+        "    %ex_zero = arith.constant {} : {}",
+        zero(&k.results[0].elem),
+        k.results[0].elem
+    );
+    let _ = writeln!(
+        s,
+        "    linalg.fill ins(%ex_zero : {}) outs(%out0 : {ex})",
+        k.results[0].elem
+    );
     let _ = writeln!(s, "    %cap64 = arith.constant {cap} : i64");
     let _ = writeln!(s, "    scf.for %f = %c0 to %cTK step %c1 {{");
     let _ = writeln!(s, "      %t = arith.divui %f, %cK : index");
@@ -236,15 +284,31 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "      scf.if %in {{");
     let _ = writeln!(s, "        %le = arith.subi %id, %start : i32");
     let _ = writeln!(s, "        %e = arith.index_cast %le : i32 to index");
-    let _ = writeln!(s, "        %row64 = memref.load %cursor[%e] : memref<{}xi64>", local.max(1));
+    let _ = writeln!(
+        s,
+        "        %row64 = memref.load %cursor[%e] : memref<{}xi64>",
+        local.max(1)
+    );
     let _ = writeln!(s, "        %next64 = arith.addi %row64, %one_i64 : i64");
-    let _ = writeln!(s, "        memref.store %next64, %cursor[%e] : memref<{}xi64>", local.max(1));
+    let _ = writeln!(
+        s,
+        "        memref.store %next64, %cursor[%e] : memref<{}xi64>",
+        local.max(1)
+    );
     let _ = writeln!(s, "        %kept = arith.cmpi slt, %row64, %cap64 : i64");
     let _ = writeln!(s, "        scf.if %kept {{");
     let _ = writeln!(s, "          %p = arith.index_cast %row64 : i64 to index");
-    let _ = writeln!(s, "          %pc = memref.load %placed[%e] : memref<{}xi64>", local.max(1));
+    let _ = writeln!(
+        s,
+        "          %pc = memref.load %placed[%e] : memref<{}xi64>",
+        local.max(1)
+    );
     let _ = writeln!(s, "          %pn = arith.addi %pc, %one_i64 : i64");
-    let _ = writeln!(s, "          memref.store %pn, %placed[%e] : memref<{}xi64>", local.max(1));
+    let _ = writeln!(
+        s,
+        "          memref.store %pn, %placed[%e] : memref<{}xi64>",
+        local.max(1)
+    );
     if k.attr("row_idx_type") == 1 {
         let _ = writeln!(s, "          %src = arith.index_cast %f : index to i32");
         let _ = writeln!(s, "          memref.store %src, %out1[%p] : {ri}");
@@ -264,7 +328,10 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    }}");
     // 4. Tokens per kept expert: counts or prefix sums of the rows placed.
     let cumsum = k.attr("expert_tokens_num_type") == 0;
-    let _ = writeln!(s, "    %total = scf.for %e = %c0 to %cL step %c1 iter_args(%sum = %zero_i64) -> (i64) {{");
+    let _ = writeln!(
+        s,
+        "    %total = scf.for %e = %c0 to %cL step %c1 iter_args(%sum = %zero_i64) -> (i64) {{"
+    );
     let _ = writeln!(s, "      %n = memref.load %placed[%e] : memref<{}xi64>", local.max(1));
     let _ = writeln!(s, "      %acc = arith.addi %sum, %n : i64");
     let value = if cumsum { "%acc" } else { "%n" };
@@ -274,7 +341,11 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  return\n}}");
     if !s.contains("%zero_i32 =") {
-        s = s.replacen("  %true = arith.constant true", "  %true = arith.constant true\n  %zero_i32 = arith.constant 0 : i32", 1);
+        s = s.replacen(
+            "  %true = arith.constant true",
+            "  %true = arith.constant true\n  %zero_i32 = arith.constant 0 : i32",
+            1,
+        );
     }
     s
 }
@@ -283,7 +354,10 @@ pub fn init_routing(k: &OpKernel) -> String {
 pub fn finalize_routing(k: &OpKernel) -> String {
     let mut s = String::new();
     k.header(&mut s);
-    let rows = k.operand("expanded_permuted_rows").cloned().unwrap_or_else(|| k.results[0].clone());
+    let rows = k
+        .operand("expanded_permuted_rows")
+        .cloned()
+        .unwrap_or_else(|| k.results[0].clone());
     let out = &k.results[0];
     let (r, hh) = (out.dim(0).unwrap_or(0), out.dim(1).unwrap_or(0));
     let rk = k.operand("expanded_src_to_dst_row").and_then(|i| i.dim(0)).unwrap_or(0);
@@ -291,10 +365,14 @@ pub fn finalize_routing(k: &OpKernel) -> String {
         .operand("scales")
         .and_then(|i| i.dim(1))
         .or_else(|| k.operand("expert_for_source_row").and_then(|i| i.dim(1)))
-        .unwrap_or(if r > 0 { rk / r } else { 0 });
+        .unwrap_or(rk.checked_div(r).unwrap_or(0));
     let mode = k.attr("drop_pad_mode");
     let padded = mode == 1 || mode == 3;
-    let total_rows = if padded { rows.dim(0).unwrap_or(0) * rows.dim(1).unwrap_or(0) } else { rows.dim(0).unwrap_or(0) };
+    let total_rows = if padded {
+        rows.dim(0).unwrap_or(0) * rows.dim(1).unwrap_or(0)
+    } else {
+        rows.dim(0).unwrap_or(0)
+    };
     let capacity = if padded { rows.dim(1).unwrap_or(1) } else { 1 };
     let experts = k.operand("bias").and_then(|b| b.dim(0)).unwrap_or(0);
     let _ = writeln!(s, "  %cR = arith.constant {r} : index");
@@ -306,8 +384,15 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "  %cCap = arith.constant {capacity} : index");
     let _ = writeln!(s, "  %m1 = arith.constant -1 : i64");
     // 1. Every map entry is a row (or -1 in the padded modes); every expert id in range.
-    let _ = writeln!(s, "  %maps_ok = scf.for %pos = %c0 to %cRK step %c1 iter_args(%ok = %true) -> (i1) {{");
-    let _ = writeln!(s, "    %v32 = memref.load %expanded_src_to_dst_row[%pos] : {}", k.ty("expanded_src_to_dst_row"));
+    let _ = writeln!(
+        s,
+        "  %maps_ok = scf.for %pos = %c0 to %cRK step %c1 iter_args(%ok = %true) -> (i1) {{"
+    );
+    let _ = writeln!(
+        s,
+        "    %v32 = memref.load %expanded_src_to_dst_row[%pos] : {}",
+        k.ty("expanded_src_to_dst_row")
+    );
     let _ = writeln!(s, "    %v = arith.extsi %v32 : i32 to i64");
     let _ = writeln!(s, "    %neg = arith.cmpi slt, %v, %z64 : i64");
     let _ = writeln!(s, "    %big = arith.cmpi sge, %v, %rows64 : i64");
@@ -326,9 +411,19 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "  }}");
     let mut valid = "%maps_ok".to_string();
     if k.operand("bias").is_some() {
-        let _ = writeln!(s, "  %ids_ok = scf.for %i = %c0 to %cR step %c1 iter_args(%ok = %maps_ok) -> (i1) {{");
-        let _ = writeln!(s, "    %inner = scf.for %j = %c0 to %cK step %c1 iter_args(%ok2 = %ok) -> (i1) {{");
-        let _ = writeln!(s, "      %id32 = memref.load %expert_for_source_row[%i, %j] : {}", k.ty("expert_for_source_row"));
+        let _ = writeln!(
+            s,
+            "  %ids_ok = scf.for %i = %c0 to %cR step %c1 iter_args(%ok = %maps_ok) -> (i1) {{"
+        );
+        let _ = writeln!(
+            s,
+            "    %inner = scf.for %j = %c0 to %cK step %c1 iter_args(%ok2 = %ok) -> (i1) {{"
+        );
+        let _ = writeln!(
+            s,
+            "      %id32 = memref.load %expert_for_source_row[%i, %j] : {}",
+            k.ty("expert_for_source_row")
+        );
         let _ = writeln!(s, "      %id = arith.extsi %id32 : i32 to i64");
         let _ = writeln!(s, "      %neg = arith.cmpi slt, %id, %z64 : i64");
         let _ = writeln!(s, "      %big = arith.cmpi sge, %id, %experts64 : i64");
@@ -337,7 +432,14 @@ pub fn finalize_routing(k: &OpKernel) -> String {
         let _ = writeln!(s, "      scf.if %first {{");
         let _ = writeln!(s, "        %flat = arith.muli %i, %cK : index");
         let _ = writeln!(s, "        %flat2 = arith.addi %flat, %j : index");
-        record(&mut s, "        ", status::INDEX_OUT_OF_RANGE, "%flat2", "%id", "%experts64");
+        record(
+            &mut s,
+            "        ",
+            status::INDEX_OUT_OF_RANGE,
+            "%flat2",
+            "%id",
+            "%experts64",
+        );
         let _ = writeln!(s, "      }}");
         let _ = writeln!(s, "      %good = arith.xori %bad, %true : i1");
         let _ = writeln!(s, "      %next = arith.andi %ok2, %good : i1");
@@ -362,13 +464,20 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     let mut init = "%zf".to_string();
     for skip in ["skip1", "skip2"] {
         if let Some(info) = k.operand(skip) {
-            let _ = writeln!(s, "          %{skip}_raw = memref.load %{skip}[%i, %c] : {}", memref(info));
+            let _ = writeln!(
+                s,
+                "          %{skip}_raw = memref.load %{skip}[%i, %c] : {}",
+                memref(info)
+            );
             let v = to_f32(&mut s, &format!("{skip}_f"), &format!("%{skip}_raw"), &info.elem);
             let _ = writeln!(s, "          %{skip}_acc = arith.addf {init}, {v} : f32");
             init = format!("%{skip}_acc");
         }
     }
-    let _ = writeln!(s, "        %sum = scf.for %j = %c0 to %cK step %c1 iter_args(%acc = {init}) -> (f32) {{");
+    let _ = writeln!(
+        s,
+        "        %sum = scf.for %j = %c0 to %cK step %c1 iter_args(%acc = {init}) -> (f32) {{"
+    );
     if mode == 0 || mode == 1 {
         let _ = writeln!(s, "          %jr = arith.muli %j, %cR : index");
         let _ = writeln!(s, "          %pos = arith.addi %jr, %i : index");
@@ -376,7 +485,11 @@ pub fn finalize_routing(k: &OpKernel) -> String {
         let _ = writeln!(s, "          %ik = arith.muli %i, %cK : index");
         let _ = writeln!(s, "          %pos = arith.addi %ik, %j : index");
     }
-    let _ = writeln!(s, "          %v32 = memref.load %expanded_src_to_dst_row[%pos] : {}", k.ty("expanded_src_to_dst_row"));
+    let _ = writeln!(
+        s,
+        "          %v32 = memref.load %expanded_src_to_dst_row[%pos] : {}",
+        k.ty("expanded_src_to_dst_row")
+    );
     let _ = writeln!(s, "          %dropped = arith.cmpi slt, %v32, %zero_i32 : i32");
     let _ = writeln!(s, "          %row = scf.if %dropped -> (f32) {{");
     let _ = writeln!(s, "            scf.yield %zf : f32");
@@ -385,9 +498,17 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     if padded {
         let _ = writeln!(s, "            %ve = arith.divui %v, %cCap : index");
         let _ = writeln!(s, "            %vc = arith.remui %v, %cCap : index");
-        let _ = writeln!(s, "            %raw = memref.load %expanded_permuted_rows[%ve, %vc, %c] : {}", memref(&rows));
+        let _ = writeln!(
+            s,
+            "            %raw = memref.load %expanded_permuted_rows[%ve, %vc, %c] : {}",
+            memref(&rows)
+        );
     } else {
-        let _ = writeln!(s, "            %raw = memref.load %expanded_permuted_rows[%v, %c] : {}", memref(&rows));
+        let _ = writeln!(
+            s,
+            "            %raw = memref.load %expanded_permuted_rows[%v, %c] : {}",
+            memref(&rows)
+        );
     }
     let rv = if rows.elem == Elem::F32 {
         "%raw".to_string()
@@ -399,7 +520,11 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "          }}");
     let mut term = "%row".to_string();
     if let Some(bias) = k.operand("bias") {
-        let _ = writeln!(s, "          %e32 = memref.load %expert_for_source_row[%i, %j] : {}", k.ty("expert_for_source_row"));
+        let _ = writeln!(
+            s,
+            "          %e32 = memref.load %expert_for_source_row[%i, %j] : {}",
+            k.ty("expert_for_source_row")
+        );
         let _ = writeln!(s, "          %e = arith.index_cast %e32 : i32 to index");
         let _ = writeln!(s, "          %b_raw = memref.load %bias[%e, %c] : {}", memref(bias));
         let b = to_f32(&mut s, "b_f", "%b_raw", &bias.elem);
@@ -426,7 +551,11 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  return\n}}");
-    s.replacen("  %true = arith.constant true", "  %true = arith.constant true\n  %zero_i32 = arith.constant 0 : i32", 1)
+    s.replacen(
+        "  %true = arith.constant true",
+        "  %true = arith.constant true\n  %zero_i32 = arith.constant 0 : i32",
+        1,
+    )
 }
 
 /// `npu.grouped_matmul`: per listed group, rows times the group's weight, vectorized over output
@@ -457,7 +586,10 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     // 1. (group, first row, end row) of every listed group, checked.
     let _ = writeln!(s, "  %gid = memref.alloca() : memref<{}xi64>", listed.max(1));
     let _ = writeln!(s, "  %gend = memref.alloca() : memref<{}xi64>", listed.max(1));
-    let _ = writeln!(s, "  %groups:2 = scf.for %j = %c0 to %cL step %c1 iter_args(%sum = %z64, %ok = %true) -> (i64, i1) {{");
+    let _ = writeln!(
+        s,
+        "  %groups:2 = scf.for %j = %c0 to %cL step %c1 iter_args(%sum = %z64, %ok = %true) -> (i64, i1) {{"
+    );
     match list_type {
         2 => {
             let _ = writeln!(s, "    %g = memref.load %group_list[%j, %c0] : {}", memref(&gl));
@@ -484,7 +616,11 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     let _ = writeln!(s, "    scf.if %first {{");
     let _ = writeln!(s, "      %shown = arith.select %gbad, %g, %count : i64");
     let bound = if list_type == 2 { "%e64" } else { "%z64" };
-    let code = if list_type == 2 { status::INDEX_OUT_OF_RANGE } else { status::NEGATIVE_COUNT };
+    let code = if list_type == 2 {
+        status::INDEX_OUT_OF_RANGE
+    } else {
+        status::NEGATIVE_COUNT
+    };
     let _ = writeln!(s, "      %code_sel = arith.constant {code} : i64");
     let _ = writeln!(s, "      %neg_code = arith.constant {} : i64", status::NEGATIVE_COUNT);
     let _ = writeln!(s, "      %the_code = arith.select %gbad, %code_sel, %neg_code : i64");
@@ -521,16 +657,28 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     // 2. Zeros, then every listed group's rows.
     let _ = writeln!(s, "  scf.if %valid {{");
     let _ = writeln!(s, "    %out_zero = arith.constant {} : {}", zero(&out.elem), out.elem);
-    let _ = writeln!(s, "    linalg.fill ins(%out_zero : {}) outs(%out0 : {out_ty})", out.elem);
+    let _ = writeln!(
+        s,
+        "    linalg.fill ins(%out_zero : {}) outs(%out0 : {out_ty})",
+        out.elem
+    );
     let _ = writeln!(s, "    scf.parallel (%block) = (%c0) to (%cBlocks) step (%c1) {{");
     let _ = writeln!(s, "      %col = arith.muli %block, %cv : index");
     let _ = writeln!(s, "      scf.for %j = %c0 to %cL step %c1 {{");
     let _ = writeln!(s, "        %g64 = memref.load %gid[%j] : memref<{}xi64>", listed.max(1));
-    let _ = writeln!(s, "        %end64 = memref.load %gend[%j] : memref<{}xi64>", listed.max(1));
+    let _ = writeln!(
+        s,
+        "        %end64 = memref.load %gend[%j] : memref<{}xi64>",
+        listed.max(1)
+    );
     let _ = writeln!(s, "        %is_first = arith.cmpi eq, %j, %c0 : index");
     let _ = writeln!(s, "        %jm1 = arith.subi %j, %c1 : index");
     let _ = writeln!(s, "        %prev_j = arith.select %is_first, %c0, %jm1 : index");
-    let _ = writeln!(s, "        %prev64 = memref.load %gend[%prev_j] : memref<{}xi64>", listed.max(1));
+    let _ = writeln!(
+        s,
+        "        %prev64 = memref.load %gend[%prev_j] : memref<{}xi64>",
+        listed.max(1)
+    );
     let _ = writeln!(s, "        %start64 = arith.select %is_first, %z64, %prev64 : i64");
     let _ = writeln!(s, "        %g = arith.index_cast %g64 : i64 to index");
     let _ = writeln!(s, "        %start = arith.index_cast %start64 : i64 to index");
@@ -541,24 +689,54 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     if has_scale {
         let scale = k.operand("scale").cloned().unwrap_or_else(|| out.clone());
         if scale.elem == Elem::F32 {
-            let _ = writeln!(s, "        %scale_v = vector.transfer_read %scale[%g, %col], %zf : {}, {vf}", memref(&scale));
+            let _ = writeln!(
+                s,
+                "        %scale_v = vector.transfer_read %scale[%g, %col], %zf : {}, {vf}",
+                memref(&scale)
+            );
         } else {
             let _ = writeln!(s, "        %scale_pad = arith.constant 0.0 : {}", scale.elem);
-            let _ = writeln!(s, "        %scale_raw = vector.transfer_read %scale[%g, %col], %scale_pad : {}, vector<{v}x{}>", memref(&scale), scale.elem);
-            let _ = writeln!(s, "        %scale_v = arith.extf %scale_raw : vector<{v}x{}> to {vf}", scale.elem);
+            let _ = writeln!(
+                s,
+                "        %scale_raw = vector.transfer_read %scale[%g, %col], %scale_pad : {}, vector<{v}x{}>",
+                memref(&scale),
+                scale.elem
+            );
+            let _ = writeln!(
+                s,
+                "        %scale_v = arith.extf %scale_raw : vector<{v}x{}> to {vf}",
+                scale.elem
+            );
         }
     }
     let bias = k.operand("bias").cloned();
     if let Some(bias) = &bias {
         if quantized {
             let _ = writeln!(s, "        %bias_pad = arith.constant 0 : i32");
-            let _ = writeln!(s, "        %bias_v = vector.transfer_read %bias[%g, %col], %bias_pad : {}, {vi}", memref(bias));
+            let _ = writeln!(
+                s,
+                "        %bias_v = vector.transfer_read %bias[%g, %col], %bias_pad : {}, {vi}",
+                memref(bias)
+            );
         } else if bias.elem == Elem::F32 {
-            let _ = writeln!(s, "        %bias_v = vector.transfer_read %bias[%g, %col], %zf : {}, {vf}", memref(bias));
+            let _ = writeln!(
+                s,
+                "        %bias_v = vector.transfer_read %bias[%g, %col], %zf : {}, {vf}",
+                memref(bias)
+            );
         } else {
             let _ = writeln!(s, "        %bias_pad = arith.constant 0.0 : {}", bias.elem);
-            let _ = writeln!(s, "        %bias_raw = vector.transfer_read %bias[%g, %col], %bias_pad : {}, vector<{v}x{}>", memref(bias), bias.elem);
-            let _ = writeln!(s, "        %bias_v = arith.extf %bias_raw : vector<{v}x{}> to {vf}", bias.elem);
+            let _ = writeln!(
+                s,
+                "        %bias_raw = vector.transfer_read %bias[%g, %col], %bias_pad : {}, vector<{v}x{}>",
+                memref(bias),
+                bias.elem
+            );
+            let _ = writeln!(
+                s,
+                "        %bias_v = arith.extf %bias_raw : vector<{v}x{}> to {vf}",
+                bias.elem
+            );
         }
     }
     let _ = writeln!(s, "        scf.for %p = %start to %end step %c1 {{");
@@ -566,16 +744,27 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     if quantized {
         let _ = writeln!(s, "          %acc0 = arith.constant dense<0> : {vi}");
         let _ = writeln!(s, "          %pad8 = arith.constant 0 : i8");
-        let _ = writeln!(s, "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vi}) {{");
+        let _ = writeln!(
+            s,
+            "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vi}) {{"
+        );
         let _ = writeln!(s, "            %xs = memref.load %x[%p, %kk] : {}", memref(&x));
         let _ = writeln!(s, "            %x32 = arith.extsi %xs : i8 to i32");
         let _ = writeln!(s, "            %xb = vector.broadcast %x32 : i32 to {vi}");
         if nz {
             let _ = writeln!(s, "            %k1 = arith.divui %kk, %c16 : index");
             let _ = writeln!(s, "            %k0 = arith.remui %kk, %c16 : index");
-            let _ = writeln!(s, "            %wv = vector.transfer_read %weight[%g, %block, %k1, %k0, %c0], %pad8 {{in_bounds = [true]}} : {}, vector<{v}xi8>", memref(&w));
+            let _ = writeln!(
+                s,
+                "            %wv = vector.transfer_read %weight[%g, %block, %k1, %k0, %c0], %pad8 {{in_bounds = [true]}} : {}, vector<{v}xi8>",
+                memref(&w)
+            );
         } else {
-            let _ = writeln!(s, "            %wv = vector.transfer_read %weight[%g, %kk, %col], %pad8 : {}, vector<{v}xi8>", memref(&w));
+            let _ = writeln!(
+                s,
+                "            %wv = vector.transfer_read %weight[%g, %kk, %col], %pad8 : {}, vector<{v}xi8>",
+                memref(&w)
+            );
         }
         let _ = writeln!(s, "            %w32 = arith.extsi %wv : vector<{v}xi8> to {vi}");
         let _ = writeln!(s, "            %prod = arith.muli %xb, %w32 : {vi}");
@@ -592,7 +781,11 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
             let _ = writeln!(s, "          %accf = arith.sitofp {acc} : {vi} to {vf}");
             let _ = writeln!(s, "          %dq = arith.mulf %accf, %scale_v : {vf}");
             if k.operand("per_token_scale").is_some() {
-                let _ = writeln!(s, "          %pts = memref.load %per_token_scale[%p] : {}", k.ty("per_token_scale"));
+                let _ = writeln!(
+                    s,
+                    "          %pts = memref.load %per_token_scale[%p] : {}",
+                    k.ty("per_token_scale")
+                );
                 let _ = writeln!(s, "          %ptsb = vector.broadcast %pts : f32 to {vf}");
                 let _ = writeln!(s, "          %y = arith.mulf %dq, %ptsb : {vf}");
                 result_vec = "%y".into();
@@ -606,9 +799,16 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
         let elem = x.elem.clone();
         let _ = writeln!(s, "          %acc0 = arith.constant dense<0.0> : {vf}");
         let _ = writeln!(s, "          %wpad = arith.constant 0.0 : {elem}");
-        let _ = writeln!(s, "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vf}) {{");
+        let _ = writeln!(
+            s,
+            "          %acc = scf.for %kk = %c0 to %cK step %c1 iter_args(%a = %acc0) -> ({vf}) {{"
+        );
         let _ = writeln!(s, "            %xs = memref.load %x[%p, %kk] : {}", memref(&x));
-        let _ = writeln!(s, "            %wv = vector.transfer_read %weight[%g, %kk, %col], %wpad : {}, vector<{v}x{elem}>", memref(&w));
+        let _ = writeln!(
+            s,
+            "            %wv = vector.transfer_read %weight[%g, %kk, %col], %wpad : {}, vector<{v}x{elem}>",
+            memref(&w)
+        );
         if elem == Elem::F32 {
             let _ = writeln!(s, "            %xb = vector.broadcast %xs : f32 to {vf}");
             let _ = writeln!(s, "            %prod = arith.mulf %xb, %wv : {vf}");
@@ -631,11 +831,18 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     let stored = match &out.elem {
         Elem::F32 | Elem::I32 => result_vec,
         other => {
-            let _ = writeln!(s, "          %rounded = arith.truncf {result_vec} : {vf} to vector<{v}x{other}>");
+            let _ = writeln!(
+                s,
+                "          %rounded = arith.truncf {result_vec} : {vf} to vector<{v}x{other}>"
+            );
             "%rounded".into()
         }
     };
-    let _ = writeln!(s, "          vector.transfer_write {stored}, %out0[%p, %col] : vector<{v}x{}>, {out_ty}", out.elem);
+    let _ = writeln!(
+        s,
+        "          vector.transfer_write {stored}, %out0[%p, %col] : vector<{v}x{}>, {out_ty}",
+        out.elem
+    );
     let _ = writeln!(s, "        }}");
     let _ = writeln!(s, "      }}");
     let _ = writeln!(s, "      scf.reduce");

@@ -62,10 +62,18 @@ impl LowerToLoopsPass {
             None | Some("auto") => host_has_vnni(),
             Some("true") if host_has_vnni() => true,
             Some("true") => {
-                return Err(PassError::Option { pass: INFO.name, message: "vnni=true, but this CPU has no AVX-512 VNNI".into() });
+                return Err(PassError::Option {
+                    pass: INFO.name,
+                    message: "vnni=true, but this CPU has no AVX-512 VNNI".into(),
+                });
             }
             Some("false") => false,
-            Some(other) => return Err(PassError::Option { pass: INFO.name, message: format!("option 'vnni' expects auto, true or false, got '{other}'") }),
+            Some(other) => {
+                return Err(PassError::Option {
+                    pass: INFO.name,
+                    message: format!("option 'vnni' expects auto, true or false, got '{other}'"),
+                });
+            }
         };
         Ok(Self { vnni })
     }
@@ -86,7 +94,12 @@ impl Pass for LowerToLoopsPass {
     fn run(&self, context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
         let mut ops = Vec::new();
         module.as_operation().walk(WalkOrder::PreOrder, |op| {
-            if op.name().as_string_ref().as_str().is_ok_and(|n| schema::lookup(n).is_some()) {
+            if op
+                .name()
+                .as_string_ref()
+                .as_str()
+                .is_ok_and(|n| schema::lookup(n).is_some())
+            {
                 // SAFETY: the refs stay valid while the module is alive and unmodified, which
                 // holds until the rewrite loop below, which handles each op once.
                 ops.push(unsafe { OperationRef::from_raw(op.to_raw()) });
@@ -102,11 +115,24 @@ impl Pass for LowerToLoopsPass {
         let mut plans = Vec::new();
         for (index, op) in ops.iter().enumerate() {
             let location = SourceLoc::from_location(op.location());
-            let view = NpuOp::new(*op).ok().flatten().ok_or_else(|| fail(location.clone(), "malformed npu op".into()))?;
-            let operands: Vec<_> = view.schema.operands.iter().filter_map(|d| view.operand_info(d.name).map(|i| (d.name, i))).collect();
-            let results: Vec<_> = (0..view.schema.results.len()).filter_map(|i| view.result_info(i)).collect();
+            let view = NpuOp::new(*op)
+                .ok()
+                .flatten()
+                .ok_or_else(|| fail(location.clone(), "malformed npu op".into()))?;
+            let operands: Vec<_> = view
+                .schema
+                .operands
+                .iter()
+                .filter_map(|d| view.operand_info(d.name).map(|i| (d.name, i)))
+                .collect();
+            let results: Vec<_> = (0..view.schema.results.len())
+                .filter_map(|i| view.result_info(i))
+                .collect();
             if operands.iter().any(|(_, i)| i.dims.contains(&None)) || results.iter().any(|r| r.dims.contains(&None)) {
-                return Err(fail(location, format!("'{}' op: the loop lowering needs static shapes", view.name())));
+                return Err(fail(
+                    location,
+                    format!("'{}' op: the loop lowering needs static shapes", view.name()),
+                ));
             }
             let int = |name: &str| match view.attribute(name).map(AttrValue::of) {
                 Some(AttrValue::Int { value, .. }) => value,
@@ -117,7 +143,8 @@ impl Pass for LowerToLoopsPass {
                 let (Some(x), Some(w)) = (view.operand_info("x"), view.operand_info("w")) else {
                     return Err(fail(location, "fused op without x or w".into()));
                 };
-                let scenario = Scenario::classify(&x, &w).ok_or_else(|| fail(location.clone(), "unclassified fused op".into()))?;
+                let scenario =
+                    Scenario::classify(&x, &w).ok_or_else(|| fail(location.clone(), "unclassified fused op".into()))?;
                 let spec = KernelSpec {
                     name: name.clone(),
                     scenario,
@@ -135,17 +162,19 @@ impl Pass for LowerToLoopsPass {
                 plans.push((*op, name, spec.parameter_types()));
                 continue;
             }
-            let attributes: Vec<(&'static str, i64)> = view
-                .schema
-                .required_attributes
-                .iter()
-                .map(|a| (*a, int(a)))
-                .collect();
+            let attributes: Vec<(&'static str, i64)> =
+                view.schema.required_attributes.iter().map(|a| (*a, int(a))).collect();
             let expert_range = match view.attribute("active_expert_range").map(AttrValue::of) {
                 Some(AttrValue::I64Array(v)) if v.len() == 2 => Some((v[0], v[1])),
                 _ => None,
             };
-            let kernel = OpKernel { name: name.clone(), operands, results, attributes, expert_range };
+            let kernel = OpKernel {
+                name: name.clone(),
+                operands,
+                results,
+                attributes,
+                expert_range,
+            };
             let text = match view.name() {
                 n if n == schema::GROUPED_MATMUL.name => moe_loop_kernels::grouped_matmul(&kernel),
                 n if n == schema::MOE_FINALIZE_ROUTING.name => moe_loop_kernels::finalize_routing(&kernel),
@@ -160,7 +189,10 @@ impl Pass for LowerToLoopsPass {
             plans.push((*op, name, kernel.parameter_types()));
         }
         let mut text = String::from("module {\n");
-        let _ = writeln!(text, "memref.global \"private\" @{STATUS_GLOBAL} : memref<4xi64> = dense<0>");
+        let _ = writeln!(
+            text,
+            "memref.global \"private\" @{STATUS_GLOBAL} : memref<4xi64> = dense<0>"
+        );
         let _ = writeln!(
             text,
             "func.func @{READ_STATUS}(%dst: memref<4xi64>) attributes {{llvm.emit_c_interface}} {{\n  %g = memref.get_global @{STATUS_GLOBAL} : memref<4xi64>\n  memref.copy %g, %dst : memref<4xi64> to memref<4xi64>\n  %z = arith.constant 0 : i64\n  linalg.fill ins(%z : i64) outs(%g : memref<4xi64>)\n  return\n}}"
@@ -168,11 +200,15 @@ impl Pass for LowerToLoopsPass {
         text.push_str(&kernels);
         text.push_str("}\n");
         let generated = gmmfr_dialect::parse::parse_source(context, &text, "<npu-lower-to-loops>").map_err(|e| {
-            fail(SourceLoc::Unknown, format!("internal error: the generated loop nest does not parse: {e}"))
+            fail(
+                SourceLoc::Unknown,
+                format!("internal error: the generated loop nest does not parse: {e}"),
+            )
         })?;
 
         for (op, name, types) in &plans {
-            replace_with_call(context, *op, name, types).map_err(|m| fail(SourceLoc::from_location(op.location()), m))?;
+            replace_with_call(context, *op, name, types)
+                .map_err(|m| fail(SourceLoc::from_location(op.location()), m))?;
         }
         let body = module.body();
         let mut next = generated.body().first_operation();
@@ -186,17 +222,31 @@ impl Pass for LowerToLoopsPass {
 }
 
 /// `to_buffer` each operand, call the kernel on new output buffers, `to_tensor` the results.
-fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, kernel: &str, types: &[String]) -> Result<(), String> {
+fn replace_with_call(
+    context: &NpuContext,
+    op: OperationRef<'_, '_>,
+    kernel: &str,
+    types: &[String],
+) -> Result<(), String> {
     let ctx = context.mlir();
     let location = op.location();
     let view = NpuOp::new(op).ok().flatten().ok_or("malformed op")?;
     let block = op.block().ok_or("op outside a block")?;
     let parse_type = |text: &str| Type::parse(ctx, text).ok_or_else(|| format!("cannot build type {text}"));
     let unit = |name: &str| (Identifier::new(ctx, name), Attribute::unit(ctx));
-    let present: Vec<_> = view.schema.operands.iter().filter_map(|d| view.operand(d.name)).collect();
+    let present: Vec<_> = view
+        .schema
+        .operands
+        .iter()
+        .filter_map(|d| view.operand(d.name))
+        .collect();
     let result_count = op.result_count();
     if types.len() != present.len() + result_count {
-        return Err(format!("kernel signature has {} parameters for {} operands and {result_count} results", types.len(), present.len()));
+        return Err(format!(
+            "kernel signature has {} parameters for {} operands and {result_count} results",
+            types.len(),
+            present.len()
+        ));
     }
     let mut buffers: Vec<Value<'_, '_>> = Vec::new();
     for (tensor, memref_type) in present.iter().zip(types) {
@@ -213,7 +263,10 @@ fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, kernel: &st
     for memref_type in &types[present.len()..] {
         let alloc = OperationBuilder::new("memref.alloc", location)
             .add_results(&[parse_type(memref_type)?])
-            .add_attributes(&[(Identifier::new(ctx, "operandSegmentSizes"), Attribute::parse(ctx, "array<i32: 0, 0>").ok_or("attr")?)])
+            .add_attributes(&[(
+                Identifier::new(ctx, "operandSegmentSizes"),
+                Attribute::parse(ctx, "array<i32: 0, 0>").ok_or("attr")?,
+            )])
             .build()
             .map_err(|e| e.to_string())?;
         let alloc = block.insert_operation_before(op, alloc);
@@ -223,7 +276,10 @@ fn replace_with_call(context: &NpuContext, op: OperationRef<'_, '_>, kernel: &st
     }
     let call = OperationBuilder::new("func.call", location)
         .add_operands(&buffers)
-        .add_attributes(&[(Identifier::new(ctx, "callee"), FlatSymbolRefAttribute::new(ctx, kernel).into())])
+        .add_attributes(&[(
+            Identifier::new(ctx, "callee"),
+            FlatSymbolRefAttribute::new(ctx, kernel).into(),
+        )])
         .build()
         .map_err(|e| e.to_string())?;
     block.insert_operation_before(op, call);
