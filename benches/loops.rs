@@ -52,7 +52,10 @@ struct Data {
 }
 
 fn tensor_type(dims: &[usize], elem: &str) -> String {
-    format!("tensor<{}x{elem}>", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
+    format!(
+        "tensor<{}x{elem}>",
+        dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    )
 }
 
 fn make(shape: &Shape, rng: &mut Rng) -> Data {
@@ -99,7 +102,13 @@ fn make(shape: &Shape, rng: &mut Rng) -> Data {
     let scale_t = Tensor::from_f32(vec![e, n], scale).unwrap();
     let pts_t = Tensor::from_f32(vec![m], pts).unwrap();
     let mut fused = vec![x_t.clone(), w_t.clone(), gl_t.clone(), scale_t.clone(), pts_t.clone()];
-    let mut fused_types = vec![tensor_type(&[m, k], "i8"), tensor_type(&[e, n1, k1, 16, 32], "i8"), tensor_type(&[e], "i64"), tensor_type(&[e, n], "f32"), tensor_type(&[m], "f32")];
+    let mut fused_types = vec![
+        tensor_type(&[m, k], "i8"),
+        tensor_type(&[e, n1, k1, 16, 32], "i8"),
+        tensor_type(&[e], "i64"),
+        tensor_type(&[e, n], "f32"),
+        tensor_type(&[m], "f32"),
+    ];
     if bsdp > 0 {
         fused.push(Tensor::from_bf16(vec![bsdp, n], shared).unwrap());
         fused_types.push(tensor_type(&[bsdp, n], "bf16"));
@@ -107,7 +116,11 @@ fn make(shape: &Shape, rng: &mut Rng) -> Data {
     fused.push(Tensor::from_f32(vec![m], logit).unwrap());
     fused.push(Tensor::from_i64(vec![m], row_index).unwrap());
     fused_types.extend([tensor_type(&[m], "f32"), tensor_type(&[m], "i64")]);
-    let args: Vec<String> = fused_types.iter().enumerate().map(|(i, ty)| format!("%a{i}: {ty}")).collect();
+    let args: Vec<String> = fused_types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("%a{i}: {ty}"))
+        .collect();
     let values: Vec<String> = (0..fused_types.len()).map(|i| format!("%a{i}")).collect();
     let shared_segment = if bsdp > 0 { 1 } else { 0 };
     let out = tensor_type(&[t, n], "f32");
@@ -117,15 +130,41 @@ fn make(shape: &Shape, rng: &mut Rng) -> Data {
         values.join(", "),
         fused_types.join(", ")
     );
-    let unfused = vec![x_t, w_t, gl_t, scale_t, pts_t, Tensor::from_bf16(vec![t, n], skip1).unwrap(), Tensor::from_f32(vec![t, kk], weights).unwrap(), Tensor::from_i32(vec![m], inverse).unwrap()];
+    let unfused = vec![
+        x_t,
+        w_t,
+        gl_t,
+        scale_t,
+        pts_t,
+        Tensor::from_bf16(vec![t, n], skip1).unwrap(),
+        Tensor::from_f32(vec![t, kk], weights).unwrap(),
+        Tensor::from_i32(vec![m], inverse).unwrap(),
+    ];
     let y = tensor_type(&[m, n], "bf16");
     let out_bf16 = tensor_type(&[t, n], "bf16");
     let unfused_source = format!(
         "func.func @unfused(%x: {}, %w: {}, %gl: {}, %scale: {}, %pts: {}, %skip1: {out_bf16}, %weights: {}, %src2dst: {}) -> {out_bf16} {{\n  %y = \"npu.grouped_matmul\"(%x, %w, %gl, %scale, %pts) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0>}} : ({}, {}, {}, {}, {}) -> {y}\n  %o = \"npu.moe_finalize_routing\"(%y, %skip1, %weights, %src2dst) {{drop_pad_mode = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 1, 1, 0>}} : ({y}, {out_bf16}, {}, {}) -> {out_bf16}\n  return %o : {out_bf16}\n}}\n",
-        fused_types[0], fused_types[1], fused_types[2], fused_types[3], fused_types[4], tensor_type(&[t, kk], "f32"), tensor_type(&[m], "i32"),
-        fused_types[0], fused_types[1], fused_types[2], fused_types[3], fused_types[4], tensor_type(&[t, kk], "f32"), tensor_type(&[m], "i32")
+        fused_types[0],
+        fused_types[1],
+        fused_types[2],
+        fused_types[3],
+        fused_types[4],
+        tensor_type(&[t, kk], "f32"),
+        tensor_type(&[m], "i32"),
+        fused_types[0],
+        fused_types[1],
+        fused_types[2],
+        fused_types[3],
+        fused_types[4],
+        tensor_type(&[t, kk], "f32"),
+        tensor_type(&[m], "i32")
     );
-    Data { fused, unfused, fused_source, unfused_source }
+    Data {
+        fused,
+        unfused,
+        fused_source,
+        unfused_source,
+    }
 }
 
 fn time(compiled: &Compiled, args: &[Tensor], runs: usize) -> Duration {
@@ -143,15 +182,34 @@ fn time(compiled: &Compiled, args: &[Tensor], runs: usize) -> Duration {
 }
 
 fn ort(shape: &Shape, threads: usize) -> Option<f64> {
-    let spec = format!("{},{},{},{},{},{}", shape.tokens * shape.top_k, shape.k, shape.n, shape.experts, shape.tokens, shape.top_k);
+    let spec = format!(
+        "{},{},{},{},{},{}",
+        shape.tokens * shape.top_k,
+        shape.k,
+        shape.n,
+        shape.experts,
+        shape.tokens,
+        shape.top_k
+    );
     let mut command = Command::new("python3");
-    command.args([concat!(env!("CARGO_MANIFEST_DIR"), "/bench/ort_baseline.py"), "--shape", &spec, "--threads", &threads.to_string(), "--repeat", "10"]);
+    command.args([
+        concat!(env!("CARGO_MANIFEST_DIR"), "/bench/ort_baseline.py"),
+        "--shape",
+        &spec,
+        "--threads",
+        &threads.to_string(),
+        "--repeat",
+        "10",
+    ]);
     if shape.shared.is_none() {
         command.arg("--no-shared");
     }
     let output = command.output().ok()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout.split_whitespace().find_map(|w| w.strip_prefix("ort_ms_min=")).and_then(|v| v.parse().ok())
+    stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ort_ms_min="))
+        .and_then(|v| v.parse().ok())
 }
 
 /// int8 multiply-accumulates per second of one core, from a loop of independent AVX-512 VNNI
@@ -184,7 +242,10 @@ unsafe fn vnni_peak() -> f64 {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let sink: i32 = acc.iter().map(|v| _mm512_reduce_add_epi32(*v)).fold(0, i32::wrapping_add);
+    let sink: i32 = acc
+        .iter()
+        .map(|v| _mm512_reduce_add_epi32(*v))
+        .fold(0, i32::wrapping_add);
     std::hint::black_box(sink);
     // Each dpbusd does 64 int8 multiply-accumulates.
     (iterations * 8 * 64) as f64 / seconds / 1e9
@@ -192,9 +253,33 @@ unsafe fn vnni_peak() -> f64 {
 
 fn main() {
     let shapes = [
-        Shape { name: "torch_npu doc example", tokens: 72, top_k: 8, experts: 8, k: 2048, n: 7168, shared: Some((18, 36)) },
-        Shape { name: "DeepSeek-V3 decode shard", tokens: 16, top_k: 8, experts: 32, k: 2048, n: 7168, shared: None },
-        Shape { name: "Qwen3-30B-A3B shard", tokens: 64, top_k: 8, experts: 32, k: 768, n: 2048, shared: None },
+        Shape {
+            name: "torch_npu doc example",
+            tokens: 72,
+            top_k: 8,
+            experts: 8,
+            k: 2048,
+            n: 7168,
+            shared: Some((18, 36)),
+        },
+        Shape {
+            name: "DeepSeek-V3 decode shard",
+            tokens: 16,
+            top_k: 8,
+            experts: 32,
+            k: 2048,
+            n: 7168,
+            shared: None,
+        },
+        Shape {
+            name: "Qwen3-30B-A3B shard",
+            tokens: 64,
+            top_k: 8,
+            experts: 32,
+            k: 768,
+            n: 2048,
+            shared: None,
+        },
     ];
     let peak = int8_peak_gmacs();
     match peak {
@@ -205,18 +290,28 @@ fn main() {
     let mut rng = Rng(0x5eed);
     // GMMFR_BENCH_SHAPE=<substring of a shape name> runs only the matching shapes.
     let only = std::env::var("GMMFR_BENCH_SHAPE").ok();
-    for shape in shapes.iter().filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o))) {
+    for shape in shapes
+        .iter()
+        .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)))
+    {
         let data = make(shape, &mut rng);
         let m = shape.tokens * shape.top_k;
         let gop = 2.0 * (m * shape.k * shape.n) as f64 / 1e9;
-        println!("\n{} (m={m} k={} n={} e={} batch={} topK={})", shape.name, shape.k, shape.n, shape.experts, shape.tokens, shape.top_k);
+        println!(
+            "\n{} (m={m} k={} n={} e={} batch={} topK={})",
+            shape.name, shape.k, shape.n, shape.experts, shape.tokens, shape.top_k
+        );
         let mut fused_times = Vec::new();
         for threads in [1usize, 2] {
             let start = Instant::now();
-            let module = compiler.load_source(&data.fused_source, "fused.mlir").expect("valid fused module");
+            let module = compiler
+                .load_source(&data.fused_source, "fused.mlir")
+                .expect("valid fused module");
             let fused = compile(&compiler, module, "fused", None, threads).expect("fused compiles");
             let jit = start.elapsed();
-            let module = compiler.load_source(&data.unfused_source, "unfused.mlir").expect("valid unfused module");
+            let module = compiler
+                .load_source(&data.unfused_source, "unfused.mlir")
+                .expect("valid unfused module");
             let unfused = compile(&compiler, module, "unfused", None, threads).expect("unfused compiles");
             let t_fused = time(&fused, &data.fused, 10);
             let t_unfused = time(&unfused, &data.unfused, 5);
@@ -230,11 +325,17 @@ fn main() {
                 peak_fraction.map_or(String::new(), |f| format!(", {:.1}% of int8 peak", 100.0 * f)),
                 ms(t_unfused),
                 t_unfused.as_secs_f64() / t_fused.as_secs_f64(),
-                ort.map_or("unavailable".to_string(), |o| format!("{o:.2} ms (fused {:.2}x faster)", o / ms(t_fused))),
+                ort.map_or("unavailable".to_string(), |o| format!(
+                    "{o:.2} ms (fused {:.2}x faster)",
+                    o / ms(t_fused)
+                )),
                 ms(jit)
             );
             fused_times.push(t_fused);
         }
-        println!("  2 threads vs 1: {:.2}x", fused_times[0].as_secs_f64() / fused_times[1].as_secs_f64());
+        println!(
+            "  2 threads vs 1: {:.2}x",
+            fused_times[0].as_secs_f64() / fused_times[1].as_secs_f64()
+        );
     }
 }

@@ -16,3 +16,6 @@ echo
 echo "== run: fuse, lower to loops, JIT, run on random inputs, compare with the reference interpreter"
 "$gmmfr" run "$example" --entry moe_layer_unfused --pass-pipeline npu-fuse-gmm-finalize --random-inputs 1 --check --threads 2
 "$gmmfr" run "$example" --entry moe_layer_fused --random-inputs 1 --check --threads 2
+echo
+echo "== analyze: gmmfr analyze $example (every MoE combine candidate, without changing the module)"
+"$gmmfr" analyze "$example"

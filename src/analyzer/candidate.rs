@@ -7,7 +7,7 @@ use super::{Candidate, NPU_PAIR_SPELLING, OperandType, ReasonEntry, Shapes, Verd
 use gmmfr_dialect::graph::producer;
 use gmmfr_dialect::location::SourceLoc;
 use gmmfr_dialect::op_view::{AttrValue, NpuOp};
-use gmmfr_dialect::profile::{CannVersion, ProfileViolation};
+use gmmfr_dialect::profile::CannVersion;
 use gmmfr_dialect::scenario::Scenario;
 use gmmfr_dialect::schema;
 use gmmfr_dialect::types::{Elem, TensorInfo};
@@ -182,26 +182,10 @@ fn reason_entry(reason: &Reason) -> ReasonEntry {
     let full = reason.to_string();
     let message = full.strip_prefix(&format!("{code}: ")).unwrap_or(&full).to_string();
     let profile = match reason {
-        Reason::AscendProfile { constraint, detail } => profile_violation(constraint, detail),
+        Reason::AscendProfile(violation) => Some(violation.clone()),
         _ => None,
     };
     ReasonEntry { code, message, profile }
-}
-
-/// The profile violation behind an `ascend-profile:*` reason. The legality keeps the
-/// violation `check_signature` returned as its text (`[constraint] subject must be allowed, is
-/// actual`); it is split back into its fields and accepted only if it prints as the same text.
-fn profile_violation(constraint: &'static str, detail: &str) -> Option<ProfileViolation> {
-    let rest = detail.strip_prefix(&format!("[{constraint}] "))?;
-    let (subject, rest) = rest.split_once(" must be ")?;
-    let (allowed, actual) = rest.rsplit_once(", is ")?;
-    let violation = ProfileViolation {
-        constraint,
-        subject: subject.to_string(),
-        allowed: allowed.to_string(),
-        actual: actual.to_string(),
-    };
-    (violation.to_string() == detail).then_some(violation)
 }
 
 fn elem_bits(elem: &Elem) -> Option<u64> {

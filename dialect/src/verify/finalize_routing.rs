@@ -23,7 +23,11 @@ pub fn verify(c: &mut Checker<'_, '_, '_>) {
     let mode = c.int_attr_in("drop_pad_mode", &[0, 1, 2, 3]);
     match mode {
         Some(1) | Some(3) => {
-            c.operand("expanded_permuted_rows", std::slice::from_ref(&elem), &["experts", "capacity", "H"]);
+            c.operand(
+                "expanded_permuted_rows",
+                std::slice::from_ref(&elem),
+                &["experts", "capacity", "H"],
+            );
         }
         Some(_) => {
             c.operand("expanded_permuted_rows", std::slice::from_ref(&elem), &["rows", "H"]);

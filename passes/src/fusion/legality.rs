@@ -300,10 +300,7 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
         )
     {
         for violation in check_signature(&signature, options.cann_version) {
-            reasons.push(Reason::AscendProfile {
-                constraint: violation.constraint,
-                detail: violation.to_string(),
-            });
+            reasons.push(Reason::AscendProfile(violation));
         }
     }
 

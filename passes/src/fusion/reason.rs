@@ -41,12 +41,7 @@ pub enum Reason {
     /// skip1 cannot be passed as the fused op's bf16 shared_input.
     Skip1NotBf16(String),
     /// target=ascend and the fused op would fail a constraint of the Ascend profile.
-    AscendProfile {
-        /// The profile's constraint code.
-        constraint: &'static str,
-        /// The violation as text.
-        detail: String,
-    },
+    AscendProfile(gmmfr_dialect::profile::ProfileViolation),
 }
 
 impl Reason {
@@ -68,7 +63,7 @@ impl Reason {
             Reason::RoutingShapeMismatch(_) => "routing-shape-mismatch".into(),
             Reason::GidxNeedsExtraComputation => "gidx-needs-extra-computation".into(),
             Reason::Skip1NotBf16(_) => "skip1-not-bf16".into(),
-            Reason::AscendProfile { constraint, .. } => format!("ascend-profile:{constraint}"),
+            Reason::AscendProfile(violation) => format!("ascend-profile:{}", violation.constraint),
         }
     }
 }
@@ -101,7 +96,7 @@ impl fmt::Display for Reason {
                 "the routing's inverse map has other users and no gidx (row_idx_type 1) routing is available; fusing would recompute the routing"
             ),
             Reason::Skip1NotBf16(what) => write!(f, "{what}"),
-            Reason::AscendProfile { detail, .. } => write!(f, "{detail}"),
+            Reason::AscendProfile(violation) => write!(f, "{violation}"),
         }
     }
 }
