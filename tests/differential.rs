@@ -45,9 +45,6 @@ fn cases() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "mlir"))
         .collect();
     files.sort();
-    // The interpreter has no semantics for scf.execute_region (it refuses it), so the
-    // different-blocks fixture is covered by tests/fusion.rs alone: it is not fused, the IR stays.
-    files.retain(|p| !p.ends_with("block_different_blocks.mlir"));
     files.push(root.join("examples/moe_layer.mlir"));
     files
 }

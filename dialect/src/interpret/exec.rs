@@ -48,6 +48,10 @@ pub enum OpKind {
     Yield,
     /// An `npu` op.
     Npu,
+    /// `scf.execute_region` with one block.
+    ExecuteRegion,
+    /// `scf.yield` (only as the terminator of an `scf.execute_region`).
+    ScfYield,
 }
 
 impl OpKind {
@@ -71,6 +75,8 @@ impl OpKind {
             "linalg.generic" => OpKind::Generic,
             "linalg.index" => OpKind::Index,
             "linalg.yield" => OpKind::Yield,
+            "scf.execute_region" => OpKind::ExecuteRegion,
+            "scf.yield" => OpKind::ScfYield,
             _ if crate::schema::lookup(name).is_some() => OpKind::Npu,
             _ => return None,
         })
@@ -265,6 +271,28 @@ impl Exec {
 
     /// Evaluates one op (not a terminator) and binds its results, checking each against its
     /// declared type.
+    /// Runs the single block of an `scf.execute_region`; its results are what `scf.yield` yields.
+    fn execute_region(&mut self, op: OperationRef<'_, '_>) -> Result<Vec<RtValue>, InterpretError> {
+        use melior::ir::{BlockLike, RegionLike};
+        let region = op.region(0).map_err(|_| unsupported(op, "no region"))?;
+        let block = region.first_block().ok_or_else(|| unsupported(op, "an empty region"))?;
+        if block.next_in_region().is_some() {
+            return Err(unsupported(op, "a region of more than one block"));
+        }
+        let mut next = block.first_operation();
+        while let Some(inner) = next {
+            let kind = kind_of(inner)?;
+            if kind == OpKind::ScfYield {
+                return (0..inner.operand_count())
+                    .map(|index| self.operand(inner, index))
+                    .collect();
+            }
+            self.run_op(inner, kind)?;
+            next = inner.next_in_block();
+        }
+        Err(unsupported(op, "the region does not end in scf.yield"))
+    }
+
     pub fn run_op(&mut self, op: OperationRef<'_, '_>, kind: OpKind) -> Result<(), InterpretError> {
         let results = match kind {
             OpKind::Constant => vec![arith::constant(self, op)?],
@@ -280,7 +308,8 @@ impl Exec {
             OpKind::Transpose => vec![linalg::transpose(self, op)?],
             OpKind::Generic => linalg::generic(self, op)?,
             OpKind::Npu => npu::eval(self, op)?,
-            OpKind::Index | OpKind::Yield | OpKind::Return => {
+            OpKind::ExecuteRegion => self.execute_region(op)?,
+            OpKind::Index | OpKind::Yield | OpKind::Return | OpKind::ScfYield => {
                 return Err(unsupported(
                     op,
                     "it may only appear as the terminator or inside a linalg body",
