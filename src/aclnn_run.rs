@@ -4,11 +4,12 @@
 
 use crate::error::Error;
 use crate::jit::Jit;
+use crate::runner::data_pointer;
 use crate::{Compiler, RunOptions, case_module};
 use gmmfr_aclnn_emu::{Release, set_release, symbols};
 use gmmfr_dialect::profile::CannVersion;
 use gmmfr_dialect::reference::{GmmfrAttrs, GmmfrOperands};
-use gmmfr_dialect::tensor::{Buffer, Tensor};
+use gmmfr_dialect::tensor::Tensor;
 use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
 
 /// What happened.
@@ -19,17 +20,6 @@ pub enum AclnnOutcome {
     Status(i32),
     /// The op was not lowered (outside the profile, or no kernel); the remarks say why.
     NotLowered(Vec<String>),
-}
-
-fn data_pointer(tensor: &Tensor) -> *mut () {
-    match tensor.buffer() {
-        Buffer::I8(v) => v.as_ptr() as *mut (),
-        Buffer::I32(v) => v.as_ptr() as *mut (),
-        Buffer::I64(v) => v.as_ptr() as *mut (),
-        Buffer::F16(v) => v.as_ptr() as *mut (),
-        Buffer::BF16(v) => v.as_ptr() as *mut (),
-        Buffer::F32(v) => v.as_ptr() as *mut (),
-    }
 }
 
 /// Lowers the fused op of a case to aclnn and runs it on the emulator of `version`.
@@ -63,21 +53,7 @@ pub fn run_case(
         CannVersion::Newer => Release::Newer,
     });
     let jit = Jit::new(&module, &symbols())?;
-    let present: Vec<&Tensor> = [
-        Some(operands.x),
-        Some(operands.w),
-        Some(operands.group_list),
-        operands.scale,
-        operands.bias,
-        operands.offset,
-        operands.pertoken_scale,
-        operands.shared_input,
-        operands.logit,
-        Some(operands.row_index),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let present = operands.present();
     let m = operands.x.shape().first().copied().unwrap_or(0);
     let rows = if attrs.output_bs > 0 {
         attrs.output_bs as usize

@@ -55,7 +55,8 @@ fn dtype_of(elem: &Elem) -> Option<DType> {
     })
 }
 
-fn data_pointer(tensor: &Tensor) -> *mut () {
+/// The address of a tensor's first element (its storage is contiguous).
+pub fn data_pointer(tensor: &Tensor) -> *mut () {
     match tensor.buffer() {
         Buffer::I8(v) => v.as_ptr() as *mut (),
         Buffer::I32(v) => v.as_ptr() as *mut (),

@@ -39,6 +39,28 @@ pub struct GmmfrOperands<'a> {
     pub row_index: &'a Tensor,
 }
 
+impl<'a> GmmfrOperands<'a> {
+    /// The present operands in declaration order (x, w, group_list, scale, bias, offset,
+    /// pertoken_scale, shared_input, logit, row_index), as a function taking them lists them.
+    pub fn present(&self) -> Vec<&'a Tensor> {
+        [
+            Some(self.x),
+            Some(self.w),
+            Some(self.group_list),
+            self.scale,
+            self.bias,
+            self.offset,
+            self.pertoken_scale,
+            self.shared_input,
+            self.logit,
+            Some(self.row_index),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 /// The attributes of the fused op.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GmmfrAttrs {
