@@ -29,6 +29,14 @@ pub enum Error {
         /// Why.
         source: gmmfr_dialect::reference::EvalError,
     },
+    /// An input file or argument is unusable.
+    #[error("{path}: error: {message}")]
+    Input {
+        /// The file (or module) concerned.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An output could not be written.
     #[error("{path}: error: cannot write: {message}")]
     Write {

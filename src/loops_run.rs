@@ -55,9 +55,7 @@ fn relocate(error: Error, source_name: &str) -> Error {
             diagnostics
                 .into_iter()
                 .map(|mut d| {
-                    if d.location == SourceLoc::Unknown {
-                        d.location = SourceLoc::Path(source_name.to_string());
-                    }
+                    d.location = SourceLoc::Path(source_name.to_string());
                     d
                 })
                 .collect(),

@@ -191,6 +191,7 @@ pub fn adapt_arguments(module: &Module<'_>, entry: &str, args: Vec<Tensor>) -> R
 /// A function compiled for the CPU, ready to be called many times.
 pub struct Compiled {
     jit: Jit,
+    location: SourceLoc,
     entry: String,
     parameters: Vec<TensorInfo>,
     results: Vec<TensorInfo>,
@@ -229,7 +230,7 @@ pub fn compile(
         .ok_or_else(|| invalid(location.clone(), format!("@{entry} returns a non-tensor value")))?;
     if results.iter().any(|r| r.dims.contains(&None)) {
         return Err(invalid(
-            location,
+            location.clone(),
             format!("@{entry} returns a tensor of dynamic shape; the runner needs static result shapes"),
         ));
     }
@@ -250,6 +251,7 @@ pub fn compile(
     let jit = Jit::with_libraries(&module, &[], libraries)?;
     Ok(Compiled {
         jit,
+        location,
         entry: entry.to_string(),
         parameters,
         results,
@@ -262,7 +264,7 @@ impl Compiled {
         let entry = &self.entry;
         if args.len() != self.parameters.len() {
             return Err(invalid(
-                SourceLoc::Unknown,
+                self.location.clone(),
                 format!(
                     "@{entry} takes {} arguments, {} given",
                     self.parameters.len(),
@@ -280,7 +282,7 @@ impl Compiled {
             let dtype_ok = dtype_of(&parameter.elem) == Some(arg.dtype());
             if !shape_ok || !dtype_ok {
                 return Err(invalid(
-                    SourceLoc::Unknown,
+                    self.location.clone(),
                     format!(
                         "argument #{index} of @{entry} must be {}, got {} {:?}",
                         parameter.text,
@@ -351,7 +353,7 @@ impl Compiled {
             }
         }
         if status_words[0] != 0 {
-            return Err(invalid(SourceLoc::Unknown, status_message(&status_words)));
+            return Err(invalid(self.location.clone(), status_message(&status_words)));
         }
         Ok(outputs)
     }

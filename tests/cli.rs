@@ -213,3 +213,81 @@ fn passes_lists_the_registry() {
         assert!(stdout.contains(info.name) && stdout.contains(info.summary), "{stdout}");
     }
 }
+
+// `gmmfr run` and `gmmfr compile` on bad input: unknown entry, unreadable or mistyped arguments,
+// a module the aclnn target cannot fully lower, a bad thread count; located messages, exit 1 or 2.
+#[test]
+fn run_and_compile_reject_bad_input() {
+    let example = example();
+    expect(
+        &gmmfr(&["run", &example, "--entry", "nope", "--random-inputs", "1"]),
+        1,
+        "no function @nope in the module",
+    );
+    expect(
+        &gmmfr(&[
+            "run",
+            &example,
+            "--entry",
+            "moe_layer_fused",
+            "--arg",
+            "/nonexistent.npy",
+        ]),
+        1,
+        "/nonexistent.npy: error:",
+    );
+    let x = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cases/a8w8_doc_small/x.npy");
+    expect(
+        &gmmfr(&[
+            "run",
+            &example,
+            "--entry",
+            "moe_layer_fused",
+            "--arg",
+            x.to_str().unwrap(),
+        ]),
+        1,
+        "moe_layer.mlir:25:1: error: @moe_layer_fused takes 8 arguments, 1 given",
+    );
+    expect(
+        &gmmfr(&[
+            "run",
+            &example,
+            "--entry",
+            "moe_layer_fused",
+            "--random-inputs",
+            "1",
+            "--threads",
+            "0",
+        ]),
+        2,
+        "0 is not in 1..=256",
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let object = scratch.path().join("x.o");
+    expect(
+        &gmmfr(&["compile", &example, "--target", "aclnn", "-o", object.to_str().unwrap()]),
+        1,
+        "'npu.grouped_matmul' op is not lowered to the LLVM dialect",
+    );
+}
+
+// `gmmfr run --check` compiles the fused form and compares it with the reference interpreter.
+#[test]
+fn run_checks_against_the_reference() {
+    let output = gmmfr(&[
+        "run",
+        &example(),
+        "--entry",
+        "moe_layer_unfused",
+        "--pass-pipeline",
+        "npu-fuse-gmm-finalize",
+        "--random-inputs",
+        "3",
+        "--check",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("@moe_layer_unfused: ok: compiled vs reference interpreter")
+    );
+}

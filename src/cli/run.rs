@@ -47,14 +47,14 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let module = compiler.load_file(&args.input)?;
     let input = args.input.display().to_string();
     let tensors = match args.random_inputs {
-        Some(seed) => gmmfr::inputs::for_function(&module, &args.entry, seed).map_err(|message| Error::Write {
+        Some(seed) => gmmfr::inputs::for_function(&module, &args.entry, seed).map_err(|message| Error::Input {
             path: input.clone(),
             message,
         })?,
         None => {
             let mut tensors = Vec::new();
             for path in &args.args {
-                let tensor = read_npy(path).map_err(|e| Error::Write {
+                let tensor = read_npy(path).map_err(|e| Error::Input {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 })?;
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     };
     let expected = if args.check {
         let reference =
-            gmmfr_dialect::interpret::run_function(&module, &args.entry, &tensors).map_err(|e| Error::Write {
+            gmmfr_dialect::interpret::run_function(&module, &args.entry, &tensors).map_err(|e| Error::Input {
                 path: input.clone(),
                 message: format!("the reference interpreter refused: {e}"),
             })?;
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         let tolerance = if args.pass_pipeline.is_some() { 1e-2 } else { 1e-5 };
         let mut worst = 0f64;
         for (actual, expected) in results.iter().zip(expected) {
-            let comparison = gmmfr_dialect::reference::compare(actual, expected).map_err(|e| Error::Write {
+            let comparison = gmmfr_dialect::reference::compare(actual, expected).map_err(|e| Error::Input {
                 path: input.clone(),
                 message: e.to_string(),
             })?;
