@@ -6,3 +6,4 @@ pub mod gmmfr_loop_kernel;
 pub mod moe_loop_kernels;
 pub mod npu_to_aclnn;
 pub mod npu_to_loops;
+pub mod vnni;
