@@ -6,6 +6,7 @@
 //! nothing further.
 
 use super::gmmfr_loop_kernel::{STATUS_GLOBAL, status};
+use super::vnni::{self, VnniNames};
 use gmmfr_dialect::types::{Elem, TensorInfo};
 use std::fmt::Write;
 
@@ -560,7 +561,8 @@ pub fn finalize_routing(k: &OpKernel) -> String {
 
 /// `npu.grouped_matmul`: per listed group, rows times the group's weight, vectorized over output
 /// columns; rows at or past sum(group_list) are zero.
-pub fn grouped_matmul(k: &OpKernel) -> String {
+/// With `vnni`, an int8 NZ weight is accumulated with AVX-512 VNNI (see [`super::vnni`]).
+pub fn grouped_matmul(k: &OpKernel, vnni: bool) -> String {
     let mut s = String::new();
     k.header(&mut s);
     let x = k.operand("x").cloned().unwrap_or_else(|| k.results[0].clone());
@@ -664,6 +666,17 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
     );
     let _ = writeln!(s, "    scf.parallel (%block) = (%c0) to (%cBlocks) step (%c1) {{");
     let _ = writeln!(s, "      %col = arith.muli %block, %cv : index");
+    let use_vnni = vnni && quantized && nz;
+    let vnni_names = VnniNames {
+        weight: "%weight",
+        weight_type: memref(&w),
+        x: "%x",
+        x_type: memref(&x),
+        k: kk,
+    };
+    if use_vnni {
+        vnni::alloc_packed(&mut s, kk);
+    }
     let _ = writeln!(s, "      scf.for %j = %c0 to %cL step %c1 {{");
     let _ = writeln!(s, "        %g64 = memref.load %gid[%j] : memref<{}xi64>", listed.max(1));
     let _ = writeln!(
@@ -739,9 +752,17 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
             );
         }
     }
+    if use_vnni {
+        vnni::pack(&mut s, &vnni_names);
+    }
+    let rows_loop_at = s.len();
     let _ = writeln!(s, "        scf.for %p = %start to %end step %c1 {{");
+    let body_at = s.len();
     let result_vec: String;
-    if quantized {
+    if use_vnni {
+        vnni::accumulate_row(&mut s, &vnni_names);
+    }
+    if quantized && !use_vnni {
         let _ = writeln!(s, "          %acc0 = arith.constant dense<0> : {vi}");
         let _ = writeln!(s, "          %pad8 = arith.constant 0 : i8");
         let _ = writeln!(
@@ -771,6 +792,8 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
         let _ = writeln!(s, "            %next = arith.addi %a, %prod : {vi}");
         let _ = writeln!(s, "            scf.yield %next : {vi}");
         let _ = writeln!(s, "          }}");
+    }
+    if quantized {
         let acc = if bias.is_some() {
             let _ = writeln!(s, "          %acc_b = arith.addi %acc, %bias_v : {vi}");
             "%acc_b"
@@ -844,7 +867,13 @@ pub fn grouped_matmul(k: &OpKernel) -> String {
         out.elem
     );
     let _ = writeln!(s, "        }}");
+    if use_vnni {
+        vnni::tile_rows(&mut s, rows_loop_at, body_at, &vnni_names);
+    }
     let _ = writeln!(s, "      }}");
+    if use_vnni {
+        vnni::dealloc_packed(&mut s, kk);
+    }
     let _ = writeln!(s, "      scf.reduce");
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "  }}");

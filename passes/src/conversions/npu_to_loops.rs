@@ -176,7 +176,7 @@ impl Pass for LowerToLoopsPass {
                 expert_range,
             };
             let text = match view.name() {
-                n if n == schema::GROUPED_MATMUL.name => moe_loop_kernels::grouped_matmul(&kernel),
+                n if n == schema::GROUPED_MATMUL.name => moe_loop_kernels::grouped_matmul(&kernel, self.vnni),
                 n if n == schema::MOE_FINALIZE_ROUTING.name => moe_loop_kernels::finalize_routing(&kernel),
                 n if n == schema::MOE_INIT_ROUTING.name => moe_loop_kernels::init_routing(&kernel),
                 _ => {
