@@ -1,5 +1,6 @@
 //! Parse + verify (MLIR/IRDL, Rust verifier, Ascend profile for both releases) on arbitrary
-//! text. Any input must end in a module or in located diagnostics: never a panic or a crash.
+//! text, then the analyzer and the fusion pass (which must leave valid IR) on what verifies.
+//! Any input must end in a module or in located diagnostics: never a panic or a crash.
 #![no_main]
 
 use gmmfr::Compiler;
@@ -26,10 +27,14 @@ fuzz_target!(|data: &[u8]| {
         }
         state.1 += 1;
         let Some(compiler) = state.0.as_ref() else { return };
-        if let Ok(module) = compiler.load_source(text, "fuzz.mlir") {
+        if let Ok(mut module) = compiler.load_source(text, "fuzz.mlir") {
             let _ = compiler.check_ascend(&module, CannVersion::Newer);
             let _ = compiler.check_ascend(&module, CannVersion::Older);
             let _ = gmmfr::summary::summarize(&module);
+            let _ = gmmfr::analyzer::analyze(&module, "fuzz.mlir", &gmmfr::analyzer::AnalyzeOptions::default());
+            // The driver re-verifies after the pass: an Err here is a located diagnostic, fine;
+            // a panic or crash is a bug.
+            let _ = compiler.run_pipeline(&mut module, "npu-fuse-gmm-finalize", &gmmfr::RunOptions::default());
         }
         compiler.context().diagnostics().take();
     });
