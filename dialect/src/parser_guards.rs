@@ -11,12 +11,101 @@ use crate::location::SourceLoc;
 
 /// The first known crasher in `text`, as a located error.
 pub fn find_known_crasher(text: &str, source_name: &str) -> Option<Diagnostic> {
-    dense_index_array(text).map(|offset| {
-        Diagnostic::error(
+    if let Some(offset) = dense_index_array(text) {
+        return Some(Diagnostic::error(
             position(text, offset, source_name),
             "dense arrays of 'index' elements (array<index: ...>) are not supported: MLIR 22's parser crashes on them; use array<i64: ...>",
+        ));
+    }
+    malformed_linalg_dims_list(text).map(|(offset, keyword)| {
+        Diagnostic::error(
+            position(text, offset, source_name),
+            format!(
+                "malformed '{keyword}' list: expected '{keyword} = [' integers separated by ',' ']' (MLIR 22's linalg parser crashes on this input instead of reporting it)"
+            ),
         )
     })
+}
+
+/// The keywords whose `= [i, j, ...]` list linalg's custom parsers (transpose, broadcast,
+/// reduce) read with a helper that stores a null attribute when the list does not parse, which
+/// then crashes MLIR. In that custom syntax the keyword follows the `outs(...)` group, so only
+/// occurrences right after a `)` are checked; in attribute dictionaries (after `{` or `,`) they
+/// go to MLIR's ordinary, safe attribute parser.
+const LINALG_DIMS_KEYWORDS: [&str; 2] = ["permutation", "dimensions"];
+
+/// The offset of the first `) permutation = <not an integer list>` (or `dimensions`).
+fn malformed_linalg_dims_list(text: &str) -> Option<(usize, &'static str)> {
+    for keyword in LINALG_DIMS_KEYWORDS {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(keyword) {
+            let start = from + found;
+            from = start + keyword.len();
+            let before = text[..start].trim_end();
+            let after_keyword = &text[start + keyword.len()..];
+            let is_whole_word = !after_keyword
+                .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$');
+            if !before.ends_with(')') || !is_whole_word {
+                continue;
+            }
+            let rest = skip_blanks(after_keyword);
+            // Without '=' the custom parser itself reports the error.
+            let Some(rest) = rest.strip_prefix('=') else {
+                continue;
+            };
+            if !is_integer_list(rest) {
+                return Some((start, keyword));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `text` starts with `[`, integers separated by commas, `]` (blanks and comments
+/// allowed between tokens, as MLIR's lexer allows them).
+fn is_integer_list(text: &str) -> bool {
+    let Some(mut rest) = skip_blanks(text).strip_prefix('[') else {
+        return false;
+    };
+    rest = skip_blanks(rest);
+    if rest.starts_with(']') {
+        return true;
+    }
+    loop {
+        let Some(after_integer) = strip_integer(rest) else {
+            return false;
+        };
+        rest = skip_blanks(after_integer);
+        if rest.starts_with(']') {
+            return true;
+        }
+        let Some(after_comma) = rest.strip_prefix(',') else {
+            return false;
+        };
+        rest = skip_blanks(after_comma);
+    }
+}
+
+/// `text` after a leading integer literal (optional '-', decimal or 0x hex), if it has one.
+fn strip_integer(text: &str) -> Option<&str> {
+    let unsigned = text.strip_prefix('-').map_or(text, str::trim_start);
+    let (digits, is_digit): (&str, fn(&char) -> bool) = match unsigned.strip_prefix("0x") {
+        Some(hex) => (hex, char::is_ascii_hexdigit),
+        None => (unsigned, char::is_ascii_digit),
+    };
+    let length: usize = digits.chars().take_while(is_digit).map(char::len_utf8).sum();
+    (length > 0).then(|| &digits[length..])
+}
+
+/// `text` without leading whitespace and `//` line comments.
+fn skip_blanks(mut text: &str) -> &str {
+    loop {
+        text = text.trim_start();
+        match text.strip_prefix("//") {
+            Some(comment) => text = comment.find('\n').map_or("", |end| &comment[end..]),
+            None => return text,
+        }
+    }
 }
 
 /// `array<index` (with optional blanks after `<`): MLIR's dense array parser asks an index
@@ -72,5 +161,28 @@ mod tests {
         assert!(find_known_crasher("{a = array< index:1>}", "t").is_some());
         assert!(find_known_crasher("{a = array<i64: 1, 2>}", "t").is_none());
         assert!(find_known_crasher("{a = array<indexed_thing>}", "t").is_none());
+    }
+
+    // linalg's custom syntax with a list that is not `[integers]` is refused at the keyword;
+    // well-formed lists (with blanks, comments, negatives, hex), the keyword in attribute
+    // dictionaries, and a missing '=' (which MLIR reports itself) are left to MLIR.
+    #[test]
+    fn refuses_malformed_linalg_dimension_lists_only() {
+        let transpose = |list: &str| {
+            format!("%t = linalg.transpose ins(%a : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = {list}")
+        };
+        for bad in ["[,\n ]01", "[1, 0", "[a]", "5", "[1 0]", "[1,]", ""] {
+            let found = find_known_crasher(&transpose(bad), "t.mlir");
+            assert!(found.is_some(), "{bad:?} should be refused");
+            assert!(found.unwrap().message.contains("'permutation'"));
+        }
+        for good in ["[1, 0]", "[]", "[ 1 ,\n 0 ]", "[1, // swap\n 0]", "[-1, 0x0]"] {
+            assert!(find_known_crasher(&transpose(good), "t.mlir").is_none(), "{good:?} is valid");
+        }
+        assert!(find_known_crasher("linalg.broadcast ins(%a : t) outs(%b : t) dimensions = [1,", "t").is_some());
+        assert!(find_known_crasher("\"x.y\"() {dimensions = array<i64: 1>} : () -> ()", "t").is_none());
+        assert!(find_known_crasher("\"x.y\"() {a = 1, permutation = \"s\"} : () -> ()", "t").is_none());
+        assert!(find_known_crasher("outs(%e : t) permutation [1]", "t").is_none());
+        assert!(find_known_crasher("outs(%e : t) permutations = x", "t").is_none());
     }
 }
