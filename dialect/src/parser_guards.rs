@@ -1,4 +1,5 @@
-//! Inputs known to crash MLIR 22's parser, refused before the text reaches it.
+//! Inputs known to crash MLIR 22's parser (or melior's printing of what it parsed), refused before
+//! the text reaches MLIR.
 //!
 //! MLIR's parser is not hardened against every malformed input: a few constructs end in a null
 //! dereference instead of a diagnostic (our fuzzer found them; each has a regression input in
