@@ -62,6 +62,7 @@ impl OpKernel {
         let _ = writeln!(s, "  %c1 = arith.constant 1 : index");
         let _ = writeln!(s, "  %c16 = arith.constant 16 : index");
         let _ = writeln!(s, "  %z64 = arith.constant 0 : i64");
+        let _ = writeln!(s, "  %zero_i32 = arith.constant 0 : i32");
         let _ = writeln!(s, "  %true = arith.constant true");
         let _ = writeln!(s, "  %false = arith.constant false");
         let _ = writeln!(s, "  %zf = arith.constant 0.0 : f32");
@@ -181,7 +182,7 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    %t = arith.divui %f, %cK : index");
     let _ = writeln!(s, "    %j = arith.remui %f, %cK : index");
     let _ = writeln!(s, "    %id = memref.load %expert_idx[%t, %j] : {}", memref(&idx));
-    let _ = writeln!(s, "    %neg = arith.cmpi slt, %id, %c0_i32_0 : i32");
+    let _ = writeln!(s, "    %neg = arith.cmpi slt, %id, %zero_i32 : i32");
     let _ = writeln!(s, "    %big = arith.cmpi sge, %id, %experts : i32");
     let _ = writeln!(s, "    %bad = arith.ori %neg, %big : i1");
     let _ = writeln!(s, "    %first = arith.andi %ok, %bad : i1");
@@ -200,7 +201,6 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    %next = arith.andi %ok, %good : i1");
     let _ = writeln!(s, "    scf.yield %next : i1");
     let _ = writeln!(s, "  }}");
-    s = s.replace("%c0_i32_0", "%zero_i32");
     let _ = writeln!(s, "  scf.if %valid {{");
     let _ = writeln!(s, "    %zero_i64 = arith.constant 0 : i64");
     let _ = writeln!(s, "    %one_i64 = arith.constant 1 : i64");
@@ -341,13 +341,6 @@ pub fn init_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  return\n}}");
-    if !s.contains("%zero_i32 =") {
-        s = s.replacen(
-            "  %true = arith.constant true",
-            "  %true = arith.constant true\n  %zero_i32 = arith.constant 0 : i32",
-            1,
-        );
-    }
     s
 }
 
@@ -552,11 +545,7 @@ pub fn finalize_routing(k: &OpKernel) -> String {
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  return\n}}");
-    s.replacen(
-        "  %true = arith.constant true",
-        "  %true = arith.constant true\n  %zero_i32 = arith.constant 0 : i32",
-        1,
-    )
+    s
 }
 
 /// `npu.grouped_matmul`: per listed group, rows times the group's weight, vectorized over output
