@@ -3,6 +3,8 @@
 # fuse its grouped matmul + finalize pair and print the fused IR with the fusion remarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# setup.sh may just have installed Rust into ~/.cargo (not yet on this shell's PATH).
+if [[ -d "$HOME/.cargo/bin" ]]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 cargo build --release -q
 gmmfr=./target/release/gmmfr
 example=examples/moe_layer.mlir
