@@ -145,7 +145,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
                 let dims = operand(1).and_then(|d| TorchValue::of(d).ints());
                 let keepdim = operand(2).map(TorchValue::of);
                 match (operand(0), dims, keepdim) {
-                    (Some(x), Some(dims), Some(TorchValue::Bool(false))) if dims.len() == 1 => {
+                    (Some(x), Some(dims), Some(TorchValue::Bool(false))) if dims.len() == 1 && sums_gathered_rows(x) => {
                         let x = self.class_of(x);
                         let node = Moe::Sum([x, self.num(dims[0])]);
                         self.candidate(op, &name, node)
@@ -224,6 +224,14 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
                 }
             }
             "torch.aten.index_put" | "torch.aten.index_put_" => self.index_put(op, out, &name),
+            "torch.aten.full_like" | "torch.aten.full" | "torch.aten.new_full"
+                if operand(1).map(is_zero_scalar).unwrap_or(false) =>
+            {
+                facts_of(out).map(|f| {
+                    let s = self.graph.add(Moe::Leaf(shape_symbol(&f.dims)));
+                    Moe::Zeros(s)
+                })
+            }
             "torch.aten.zeros" | "torch.aten.zeros_like" | "torch.aten.new_zeros" => {
                 let facts = facts_of(out);
                 facts.map(|f| {
@@ -274,11 +282,15 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
                 }
             }
             "torch.aten.bincount" => {
-                let length = facts_of(out).map(|f| f.dims);
-                match (operand(0), length) {
-                    (Some(ids), Some(dims)) if dims.len() == 1 => {
+                // bincount(ids, None, minlength=e): e bins when every id is below e (the length is
+                // data-dependent, so it is typed dynamic; a static result type must agree).
+                let weights_none = operand(1).map(|w| TorchValue::of(w).is_none()).unwrap_or(false);
+                let bins = operand(2).and_then(|m| TorchValue::of(m).int());
+                let typed = facts_of(out).map(|f| f.dims);
+                match (operand(0), bins, weights_none) {
+                    (Some(ids), Some(bins), true) if typed.as_ref().is_none_or(|d| d == &vec![bins]) => {
                         let ids = self.class_of(ids);
-                        Some(Moe::Counts([ids, self.num(dims[0])]))
+                        Some(Moe::Counts([ids, self.num(bins)]))
                     }
                     _ => None,
                 }
@@ -405,6 +417,26 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
             }
             _ => None,
         }
+    }
+}
+
+/// Whether `x` is a view of gathered rows (`x[idx].view(...)`): only such sums are combine
+/// candidates, so that the many other sums of a model are not reported.
+fn sums_gathered_rows(x: Value<'_, '_>) -> bool {
+    let Some((view, _)) = producer(x) else { return false };
+    if !matches!(name_of(&view).as_str(), "torch.aten.view" | "torch.aten.reshape" | "torch.aten._unsafe_view") {
+        return false;
+    }
+    let Some(source) = view.operand(0).ok() else { return false };
+    producer(source).is_some_and(|(op, _)| matches!(name_of(&op).as_str(), "torch.aten.index.Tensor" | "torch.aten.index_select"))
+}
+
+/// A torch scalar operand equal to zero.
+fn is_zero_scalar(value: Value<'_, '_>) -> bool {
+    match TorchValue::of(value) {
+        TorchValue::Int(0) => true,
+        TorchValue::Float(f) => f == 0.0,
+        _ => false,
     }
 }
 

@@ -348,7 +348,7 @@ impl<'c> Mapper<'c> {
         // torch's ScalarType codes for the output: 6 = float32 (the kernel's only output).
         let dtype = if dtype == 6 { 0 } else { dtype };
         let body = format!(
-            "  %out = \"npu.grouped_matmul_finalize_routing\"({}) {{dtype = {dtype} : i64, shared_input_weight = {weight:e} : f32, shared_input_offset = {offset} : i64, output_bs = {output_bs} : i64, group_list_type = {group_list_type} : i64, operandSegmentSizes = array<i32: {}>}} : ({}) -> {}\n",
+            "  %out = \"npu.grouped_matmul_finalize_routing\"({}) {{dtype = {dtype} : i64, shared_input_weight = {weight:.9e} : f32, shared_input_offset = {offset} : i64, output_bs = {output_bs} : i64, group_list_type = {group_list_type} : i64, operandSegmentSizes = array<i32: {}>}} : ({}) -> {}\n",
             names.join(", "), segments.join(", "), types.join(", "), type_of(out)
         );
         let text = Self::function_text(&args, &[type_of(out)], &body, &["%out"]);
@@ -437,7 +437,8 @@ fn map_block<'c: 'a, 'a>(
         let name = op_name(&op);
         let location = SourceLoc::from_location(op.location());
         let result = match name.as_str() {
-            "torch.aten._assert_tensor_metadata" => {
+            // Guards the exporter emits on dtypes and data-dependent sizes; the types here are static.
+            "torch.aten._assert_tensor_metadata" | "torch.aten._assert_scalar" => {
                 erase(op);
                 continue;
             }
