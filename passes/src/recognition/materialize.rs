@@ -14,7 +14,7 @@ use gmmfr_dialect::graph::{erase, producer, users};
 use gmmfr_dialect::op_view::NpuOp;
 use melior::Context;
 use melior::ir::{
-    Attribute, BlockLike, BlockRef, Identifier, operation::OperationMutLike, OperationRef, Value, ValueLike, operation::OperationLike,
+    Attribute, BlockLike, BlockRef, operation::OperationMutLike, OperationRef, Value, ValueLike, operation::OperationLike,
 };
 
 /// Why a recognized combine could not be written back: a stable code and a sentence.
@@ -408,13 +408,13 @@ fn retarget_group_lists<'c: 'a, 'a>(context: &'c Context, block: &BlockRef<'c, '
                 op_mut.set_attribute("group_list_type", attr);
             }
         }
-        let _ = Identifier::new(context, "group_list_type");
     }
 }
 
 /// Ops that compute a value and nothing else: erasable once nothing reads them.
 fn is_pure(name: &str) -> bool {
-    if name.ends_with('_') || name.contains("._") && name.ends_with("_") {
+    // In-place torch ops (`index_put_`, `copy_`) write their operand: never erasable.
+    if name.ends_with('_') {
         return false;
     }
     name.starts_with("npu.")
