@@ -10,9 +10,12 @@
 //! what the fusion is worth under a stated roofline model ([`roofline`]). Renderings: a text
 //! table ([`text`]), versioned JSON ([`json`]) and Graphviz DOT ([`dot`]).
 //!
-//! Input is `npu` IR. A torch-mlir front end (recognizing other spellings of the same combine)
-//! plugs in before [`analyze`]: it lowers its input to the npu pair and records the spelling
-//! each pair was recognized from in [`Candidate::spelling`].
+//! Input is `npu` IR, or torch-mlir output: [`analyze_file`] then first runs the front end
+//! ([`FRONT_END_PIPELINE`]: `torch-to-npu` and the e-graph recognizer) on it, so that every MoE
+//! combine the recognizer finds becomes the npu pair, with the spelling it was found in
+//! ([`Candidate::spelling`]); combines it could not recognize are reported as
+//! [`Report::unrecognized`] with their reason codes. The analysis itself never changes the module
+//! it is given.
 
 mod candidate;
 pub mod dataflow;
@@ -35,6 +38,26 @@ pub use roofline::{Roofline, Worth};
 
 /// The spelling of a candidate found directly in npu IR (no front end involved).
 pub const NPU_PAIR_SPELLING: &str = "npu.grouped_matmul + npu.moe_finalize_routing";
+
+/// The passes that turn torch-mlir output into npu IR before the analysis.
+pub const FRONT_END_PIPELINE: &str = "torch-to-npu,npu-recognize-moe-combine";
+
+/// A combine-looking op of torch-mlir input the recognizer did not turn into the npu pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unrecognized {
+    /// The enclosing function.
+    pub function: String,
+    /// The op's location (the model's Python file:line).
+    pub location: SourceLoc,
+    /// The op it is spelled with, e.g. `torch.aten.index_add`.
+    pub spelling: String,
+    /// The op's call stack, innermost frame first.
+    pub call_stack: Vec<SourceLoc>,
+    /// Every reason code (README, "Front end"), e.g. `weights-not-per-slot`.
+    pub codes: Vec<String>,
+    /// The recognizer's remark.
+    pub message: String,
+}
 
 /// What the analyzer decides against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -264,6 +287,9 @@ pub struct Candidate {
     pub location: SourceLoc,
     /// The grouped matmul's location.
     pub gmm_location: SourceLoc,
+    /// The finalize op's call stack, innermost frame first (torch-mlir records the model's
+    /// Python stack: the MoE helper, then the model's own file:line that called it).
+    pub call_stack: Vec<SourceLoc>,
     /// The spelling the candidate was found in.
     pub spelling: String,
     /// A8W8, A8W4 or non-quantized (from the grouped matmul's x and weight).
@@ -312,6 +338,10 @@ pub struct Report {
     pub candidates: Vec<Candidate>,
     /// `npu.grouped_matmul_finalize_routing` ops already in the module.
     pub existing_fused_ops: usize,
+    /// Whether the input was torch-mlir output that went through [`FRONT_END_PIPELINE`].
+    pub front_end: bool,
+    /// Combines the front end found but could not recognize (torch-mlir input only).
+    pub unrecognized: Vec<Unrecognized>,
 }
 
 /// The per-model summary.
@@ -339,6 +369,10 @@ pub struct Summary {
     pub unknown_worth: usize,
     /// Fused ops already in the module.
     pub existing_fused_ops: usize,
+    /// Combines of torch-mlir input the front end could not recognize.
+    pub unrecognized: usize,
+    /// Unrecognized combines per reason code.
+    pub unrecognized_by_reason: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -348,8 +382,15 @@ impl Report {
             functions: self.functions.len(),
             candidates: self.candidates.len(),
             existing_fused_ops: self.existing_fused_ops,
+            unrecognized: self.unrecognized.len(),
             ..Summary::default()
         };
+        for entry in &self.unrecognized {
+            let codes: BTreeSet<&str> = entry.codes.iter().map(String::as_str).collect();
+            for code in codes {
+                *summary.unrecognized_by_reason.entry(code.to_string()).or_default() += 1;
+            }
+        }
         for candidate in &self.candidates {
             if candidate.worth.bytes_saved.is_none() {
                 summary.unknown_worth += 1;
@@ -401,14 +442,69 @@ pub fn analyze(module: &Module<'_>, source: &str, options: &AnalyzeOptions) -> R
         functions: graphs.iter().map(|g| g.name.clone()).collect(),
         candidates,
         existing_fused_ops,
+        front_end: false,
+        unrecognized: Vec::new(),
     }
 }
 
+/// Whether any op of the module belongs to the torch dialect (torch-mlir output).
+pub fn has_torch_ops(module: &Module<'_>) -> bool {
+    let mut found = false;
+    let _ = module.as_operation().walk(melior::ir::operation::WalkOrder::PreOrder, |op| {
+        if op.name().as_string_ref().as_str().is_ok_and(|n| n.starts_with("torch.")) {
+            found = true;
+            return melior::ir::operation::WalkResult::Interrupt;
+        }
+        melior::ir::operation::WalkResult::Advance
+    });
+    found
+}
+
 /// Loads a file (parse, MLIR's verifier, the Rust verifier) in a compiler that accepts the
-/// opaque ops of other dialects around the MoE layers, and analyzes it.
+/// opaque ops of other dialects around the MoE layers, runs the front end on torch-mlir output
+/// (the file itself is not changed), and analyzes it.
 pub fn analyze_file(compiler: &Compiler, path: &Path, options: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
     let module = compiler.load_file(path)?;
-    Ok(analyze(&module, &path.display().to_string(), options))
+    analyze_loaded(compiler, module, &path.display().to_string(), options)
+}
+
+/// Like [`analyze_file`], for MLIR text whose locations and report name `source`.
+pub fn analyze_source(
+    compiler: &Compiler,
+    text: &str,
+    source: &str,
+    options: &AnalyzeOptions,
+) -> Result<Report, AnalyzeError> {
+    let module = compiler.load_source(text, source)?;
+    analyze_loaded(compiler, module, source, options)
+}
+
+fn analyze_loaded(
+    compiler: &Compiler,
+    mut module: Module<'_>,
+    source: &str,
+    options: &AnalyzeOptions,
+) -> Result<Report, AnalyzeError> {
+    if !has_torch_ops(&module) {
+        return Ok(analyze(&module, source, options));
+    }
+    let front_end = compiler.run_pipeline(&mut module, FRONT_END_PIPELINE, &crate::RunOptions::default())?;
+    let mut report = analyze(&module, source, options);
+    report.front_end = true;
+    report.unrecognized = front_end
+        .combines
+        .into_iter()
+        .filter(|c| !c.recognized)
+        .map(|c| Unrecognized {
+            function: c.function,
+            location: c.location,
+            call_stack: c.call_stack,
+            spelling: c.spelling,
+            codes: c.codes,
+            message: c.message,
+        })
+        .collect();
+    Ok(report)
 }
 
 /// Output formats.

@@ -30,6 +30,8 @@ pub struct PipelineReport {
     pub ir_after: Vec<(String, String)>,
     /// Fusion remarks of every pass, in order.
     pub remarks: Vec<gmmfr_passes::fusion::Remark>,
+    /// What the recognition did with every MoE combine candidate, in order.
+    pub combines: Vec<gmmfr_passes::recognition::CombineOutcome>,
 }
 
 /// Parses `pipeline` and runs it over `module`.
@@ -78,6 +80,7 @@ pub fn run_pipeline(
                 })?;
                 report.diagnostics.extend(outcome.diagnostics);
                 report.remarks.extend(outcome.remarks);
+                report.combines.extend(outcome.combines);
                 report
                     .statistics
                     .entry(pass.info().name.to_string())

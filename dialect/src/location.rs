@@ -29,6 +29,40 @@ impl SourceLoc {
         Self::search(location, 0)
     }
 
+    /// The call stack a location records (torch-mlir writes the Python stack as nested call
+    /// sites): the innermost frame (where the op is written) first, then each caller outwards.
+    /// A location without call sites gives its one position.
+    pub fn call_stack(location: Location<'_>) -> Vec<Self> {
+        let mut frames = Vec::new();
+        Self::frames(location, &mut frames, 0);
+        frames
+    }
+
+    fn frames(location: Location<'_>, frames: &mut Vec<Self>, depth: usize) {
+        // The same bound as `search`: at most 64 levels of nesting and 64 frames per level.
+        if depth > 64 {
+            return;
+        }
+        let mut current = location;
+        for _ in 0..64 {
+            if current.is_name() {
+                current = current.name_child_location();
+                continue;
+            }
+            if current.is_call_site() {
+                // The callee may itself be a call site (an inlined stack): its frames come first.
+                Self::frames(current.call_site_callee(), frames, depth + 1);
+                current = current.call_site_caller();
+                continue;
+            }
+            let found = Self::search(current, 0);
+            if found != SourceLoc::Unknown {
+                frames.push(found);
+            }
+            break;
+        }
+    }
+
     fn search(location: Location<'_>, depth: usize) -> Self {
         // Locations are DAGs built by the parser or by passes; a depth bound keeps a
         // pathological (deeply nested) location from recursing without limit.

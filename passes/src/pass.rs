@@ -58,6 +58,8 @@ pub struct PassOutcome {
     pub statistics: BTreeMap<String, u64>,
     /// Fusion remarks, one per candidate (fusion passes only).
     pub remarks: Vec<crate::fusion::Remark>,
+    /// What became of every MoE combine candidate (recognition passes only).
+    pub combines: Vec<crate::recognition::CombineOutcome>,
 }
 
 /// A configured pass, ready to run.

@@ -14,6 +14,29 @@ use language::{FailedCheck, Moe};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The attribute the recognizer (and the torch front end) puts on the `npu.moe_finalize_routing`
+/// it writes: the spelling the combine was found in, for reports (`gmmfr analyze`).
+pub const SPELLING_ATTRIBUTE: &str = "gmmfr.spelling";
+
+/// What became of one combine-looking op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CombineOutcome {
+    /// The enclosing function's symbol.
+    pub function: String,
+    /// The combine op's location (torch-mlir keeps the model's Python file:line).
+    pub location: gmmfr_dialect::location::SourceLoc,
+    /// The op's call stack, innermost frame first.
+    pub call_stack: Vec<gmmfr_dialect::location::SourceLoc>,
+    /// The op the combine was spelled with, e.g. `torch.aten.index_add`.
+    pub spelling: String,
+    /// Whether it was rewritten as routing + grouped matmul + finalize.
+    pub recognized: bool,
+    /// When not: every reason code (README, "Front end"), e.g. `weights-not-per-slot`.
+    pub codes: Vec<String>,
+    /// The remark, in words.
+    pub message: String,
+}
+
 /// The limits of one saturation.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {

@@ -11,6 +11,7 @@ use gmmfr_dialect::profile::CannVersion;
 use gmmfr_dialect::scenario::Scenario;
 use gmmfr_dialect::schema;
 use gmmfr_dialect::types::{Elem, TensorInfo};
+use gmmfr_passes::recognition::SPELLING_ATTRIBUTE;
 use gmmfr_passes::fusion::{Decision, FusionOptions, Plan, Reason, Target, decide};
 use melior::ir::operation::OperationLike;
 use melior::ir::{OperationRef, Value, ValueLike};
@@ -29,6 +30,16 @@ fn int_attr(op: OperationRef<'_, '_>, name: &str) -> Option<i64> {
         Some(AttrValue::Int { value, .. }) => Some(value),
         _ => None,
     }
+}
+
+/// The spelling the front end recorded on the finalize op, or the npu pair itself.
+fn spelling(finalize_op: OperationRef<'_, '_>) -> String {
+    finalize_op
+        .attribute(SPELLING_ATTRIBUTE)
+        .ok()
+        .and_then(|a| melior::ir::attribute::StringAttribute::try_from(a).ok())
+        .map(|a| a.value().to_string())
+        .unwrap_or_else(|| NPU_PAIR_SPELLING.to_string())
 }
 
 /// Decides the finalize op at `node` with the fusion's legality and, if it is a candidate,
@@ -89,7 +100,8 @@ pub(super) fn build(
         function: graph.name.clone(),
         location: SourceLoc::from_location(finalize_op.location()),
         gmm_location: SourceLoc::from_location(gmm_op.location()),
-        spelling: NPU_PAIR_SPELLING.to_string(),
+        call_stack: SourceLoc::call_stack(finalize_op.location()),
+        spelling: spelling(finalize_op),
         scenario: scenario.as_ref().map(|s| s.to_string()),
         shapes,
         operands: types.operand_types(),

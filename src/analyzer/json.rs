@@ -8,6 +8,7 @@
 //!   "roofline": {"name", "basis", "memory_bytes_per_s", "int8_ops_per_s", "half_flops_per_s", "f32_flops_per_s"},
 //!   "candidates": [{
 //!     "id": 0, "function": "f", "location": "file:line:col", "gmm_location": "file:line:col",
+//!     "call_stack": ["file:line:col"],     (the finalize op's stack, innermost first)
 //!     "spelling": "npu.grouped_matmul + npu.moe_finalize_routing", "scenario": "A8W8"|null,
 //!     "shapes": {"m", "k", "n", "e", "batch", "top_k"},                  (integers or null)
 //!     "operands": [{"operand": "grouped_matmul.x", "dtype": "i8", "type": "tensor<...>"}],
@@ -22,9 +23,12 @@
 //!     "worth": {"bytes_added", "net_bytes_saved", "flops", "time_unfused_us", "time_fused_us",
 //!               "time_saved_us", "gmm_bound": "memory"|"compute"}      (null when dynamic)
 //!   }],
+//!   "front_end": true|false,              (the input was torch-mlir output, run through the front end)
+//!   "unrecognized": [{"function", "location", "call_stack": ["file:line:col"], "spelling", "reasons": ["code"], "message"}],
 //!   "summary": {"functions", "candidates", "fused", "blocked", "blocked_by_reason": {"code": count},
 //!               "bytes_saved", "net_bytes_saved", "time_saved_us", "blocked_bytes_saved",
-//!               "unknown_worth", "existing_fused_ops"}
+//!               "unknown_worth", "existing_fused_ops", "unrecognized",
+//!               "unrecognized_by_reason": {"code": count}}
 //! }
 //! ```
 //!
@@ -35,7 +39,9 @@
 use super::{Candidate, GraphFact, OpDesc, Report};
 use std::fmt::Write as _;
 
-/// The schema's name and version; bumped on any incompatible change.
+/// The schema's name and version; bumped on any incompatible change (version 1 gained
+/// `front_end`, `unrecognized` and the two `summary.unrecognized*` keys, which readers of the
+/// older keys can ignore).
 pub const SCHEMA_VERSION: &str = "gmmfr-analyze/1";
 
 fn round(value: f64) -> f64 {
@@ -158,6 +164,14 @@ impl Writer {
         }
     }
 
+    fn locations(&mut self, items: &[gmmfr_dialect::location::SourceLoc]) {
+        self.open('[');
+        for item in items {
+            self.item().string(&item.to_string());
+        }
+        self.close(']');
+    }
+
     fn strings(&mut self, items: &[String]) {
         self.open('[');
         for item in items {
@@ -218,6 +232,7 @@ impl Writer {
         self.key("function").string(&c.function);
         self.key("location").string(&c.location.to_string());
         self.key("gmm_location").string(&c.gmm_location.to_string());
+        self.key("call_stack").locations(&c.call_stack);
         self.key("spelling").string(&c.spelling);
         self.key("scenario").opt_str(c.scenario.as_deref());
         self.key("shapes").open('{');
@@ -314,6 +329,19 @@ pub fn render(report: &Report) -> String {
         w.item().candidate(candidate);
     }
     w.close(']');
+    w.key("front_end").display(report.front_end);
+    w.key("unrecognized").open('[');
+    for entry in &report.unrecognized {
+        w.item().open('{');
+        w.key("function").string(&entry.function);
+        w.key("location").string(&entry.location.to_string());
+        w.key("call_stack").locations(&entry.call_stack);
+        w.key("spelling").string(&entry.spelling);
+        w.key("reasons").strings(&entry.codes);
+        w.key("message").string(&entry.message);
+        w.close('}');
+    }
+    w.close(']');
     w.key("summary").open('{');
     w.key("functions").display(s.functions);
     w.key("candidates").display(s.candidates);
@@ -330,6 +358,12 @@ pub fn render(report: &Report) -> String {
     w.key("blocked_bytes_saved").display(s.blocked_bytes_saved);
     w.key("unknown_worth").display(s.unknown_worth);
     w.key("existing_fused_ops").display(s.existing_fused_ops);
+    w.key("unrecognized").display(s.unrecognized);
+    w.key("unrecognized_by_reason").open('{');
+    for (code, count) in &s.unrecognized_by_reason {
+        w.key(code).display(count);
+    }
+    w.close('}');
     w.close('}');
     w.close('}');
     w.out.push('\n');

@@ -71,6 +71,15 @@ fn fact_line(fact: &GraphFact) -> String {
     }
 }
 
+/// ", called from a <- b <- ..." for the outer frames of a call stack (nothing for one frame).
+fn called_from(stack: &[gmmfr_dialect::location::SourceLoc]) -> String {
+    if stack.len() < 2 {
+        return String::new();
+    }
+    let callers: Vec<String> = stack[1..].iter().map(|l| l.to_string()).collect();
+    format!(", called from {}", callers.join(" <- "))
+}
+
 fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
@@ -123,6 +132,16 @@ pub fn render_summary(summary: &Summary) -> String {
             "  not in the totals: {} candidate(s) with a dynamic size",
             summary.unknown_worth
         );
+    }
+    if summary.unrecognized > 0 {
+        let _ = writeln!(
+            text,
+            "  not recognized by the front end: {} combine(s)",
+            summary.unrecognized
+        );
+        for (code, count) in &summary.unrecognized_by_reason {
+            let _ = writeln!(text, "    {code}: {count}");
+        }
     }
     if summary.existing_fused_ops > 0 {
         let _ = writeln!(
@@ -222,6 +241,22 @@ pub fn render(report: &Report) -> String {
         for fact in &c.graph_facts {
             let _ = writeln!(text, "  graph: {}", fact_line(fact));
         }
+    }
+    if report.front_end {
+        for c in &report.candidates {
+            let _ = writeln!(text, "#{} spelled as {}{}", c.id, c.spelling, called_from(&c.call_stack));
+        }
+    }
+    for entry in &report.unrecognized {
+        let _ = writeln!(
+            text,
+            "not recognized: {} at {} in @{}{}: {}",
+            entry.spelling,
+            entry.location,
+            entry.function,
+            called_from(&entry.call_stack),
+            entry.codes.join(", ")
+        );
     }
     text.push_str(&render_summary(&report.summary()));
     text

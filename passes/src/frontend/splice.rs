@@ -119,3 +119,19 @@ unsafe fn remap_operands(op: MlirOperation, map: &[(MlirValue, MlirValue)]) {
 pub fn type_text(value: Value<'_, '_>) -> String {
     value.r#type().to_string()
 }
+
+/// `text` as an MLIR string literal: quoted, with `"`, `\` and non-printable bytes escaped as
+/// `\XX` (MLIR's hex escape), so any text round-trips through the parser.
+pub fn string_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for byte in text.bytes() {
+        match byte {
+            b'"' | b'\\' => out.push_str(&format!("\\{byte:02X}")),
+            0x20..=0x7e => out.push(byte as char),
+            _ => out.push_str(&format!("\\{byte:02X}")),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -8,7 +8,8 @@
 use super::Combine;
 use super::dataflow::Dataflow;
 use super::language::Moe;
-use crate::frontend::splice::splice;
+use super::SPELLING_ATTRIBUTE;
+use crate::frontend::splice::{splice, string_literal};
 use egg::Id;
 use gmmfr_dialect::graph::{erase, producer, users};
 use gmmfr_dialect::op_view::NpuOp;
@@ -235,6 +236,7 @@ pub fn materialize<'c: 'a, 'a>(
     root_op: OperationRef<'c, 'a>,
     root: Value<'c, 'a>,
     combine: Combine,
+    spelling: &str,
 ) -> Result<(), Unmaterializable> {
     let parts = find_parts(dataflow, root, combine)?;
     let (t, k, e) = (parts.tokens, parts.top_k, parts.experts);
@@ -350,7 +352,8 @@ pub fn materialize<'c: 'a, 'a>(
         None => (String::new(), String::new(), 0),
     };
     body.push_str(&format!(
-        "  %out = \"npu.moe_finalize_routing\"(%y{skip_operand}, {scales}, %inv) {{drop_pad_mode = 2 : i64, operandSegmentSizes = array<i32: 1, {skip_count}, 0, 0, 1, 1, 0>}} : ({rows_type}{skip_type}, {}, {flat_i32}) -> {out_type}\n",
+        "  %out = \"npu.moe_finalize_routing\"(%y{skip_operand}, {scales}, %inv) {{drop_pad_mode = 2 : i64, operandSegmentSizes = array<i32: 1, {skip_count}, 0, 0, 1, 1, 0>, {SPELLING_ATTRIBUTE} = {}}} : ({rows_type}{skip_type}, {}, {flat_i32}) -> {out_type}\n",
+        string_literal(&format!("{spelling} (recognized)")),
         tensor_type(&[t, k], "f32")
     ));
     let mut result = "%out".to_string();

@@ -5,7 +5,7 @@ use crate::pass::{Pass, PassError, PassInfo, PassOption, PassOptions, PassOutcom
 use crate::recognition::dataflow::Dataflow;
 use crate::recognition::language::Moe;
 use crate::recognition::materialize::{erase_dead, materialize, position};
-use crate::recognition::{Budget, Combine, extracted_combine, failures_under, holds_unweighted_combine, saturate};
+use crate::recognition::{Budget, Combine, CombineOutcome, extracted_combine, failures_under, holds_unweighted_combine, saturate};
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::graph::producer;
@@ -102,6 +102,24 @@ impl Pass for RecognizeMoeCombinePass {
         let mut time = Duration::ZERO;
         for function in functions {
             let Some(block) = function.region(0).ok().and_then(|r| r.first_block()) else { continue };
+            let function_name = function
+                .attribute("sym_name")
+                .ok()
+                .and_then(|a| melior::ir::attribute::StringAttribute::try_from(a).ok())
+                .map(|a| a.value().to_string())
+                .unwrap_or_default();
+            let mut report = |op: &OperationRef<'_, '_>, spelling: &str, codes: Vec<String>, message: String| {
+                outcome.combines.push(CombineOutcome {
+                    function: function_name.clone(),
+                    location: SourceLoc::from_location(op.location()),
+                    call_stack: SourceLoc::call_stack(op.location()),
+                    spelling: spelling.to_string(),
+                    recognized: codes.is_empty(),
+                    codes,
+                    message: message.clone(),
+                });
+                outcome.diagnostics.push(remark(op, message));
+            };
             let mut dataflow = Dataflow::build(block);
             if dataflow.candidates.is_empty() {
                 continue;
@@ -157,16 +175,22 @@ impl Pass for RecognizeMoeCombinePass {
                         unrecognized += 1;
                         let failures = failures_under(&dataflow, class);
                         let mut message = format!("MoE combine not recognized ({spelling})");
+                        let mut codes = Vec::new();
                         if holds_unweighted_combine(&dataflow, class) {
+                            codes.push("weights-not-per-slot".to_string());
                             message.push_str(
                                 ": [weights-not-per-slot] the rows are combined back per token, but no router weight \
                                  multiplies each slot before the sum (weights applied after the sum are not the \
                                  per-slot weighting of a MoE combine)",
                             );
                         } else if failures.is_empty() {
+                            codes.push("no-rule-applies".to_string());
                             message.push_str(": [no-rule-applies] its operands are not a permutation's rows gathered back, scattered by token, or weighted per slot");
                         } else {
                             for failure in &failures {
+                                if !codes.contains(&failure.check.to_string()) {
+                                    codes.push(failure.check.to_string());
+                                }
                                 message.push_str(&format!(
                                     "; [{}] rule {}: {}",
                                     failure.check, failure.rule, failure.detail
@@ -174,31 +198,35 @@ impl Pass for RecognizeMoeCombinePass {
                             }
                         }
                         message.push_str(&format!(" ({budget_note})"));
-                        outcome.diagnostics.push(remark(&op, message));
+                        report(&op, &spelling, codes, message);
                     }
                 }
             }
             for (op, value, spelling, combine) in chosen {
                 let location_op = op;
-                match materialize(context.mlir(), block, &dataflow, op, value, combine) {
+                match materialize(context.mlir(), block, &dataflow, op, value, combine, &spelling) {
                     Ok(()) => {
                         recognized += 1;
-                        outcome.diagnostics.push(remark(
+                        report(
                             &location_op,
+                            &spelling,
+                            Vec::new(),
                             format!(
                                 "recognized MoE combine ({spelling}{}; rules: {}) as npu.moe_init_routing + \
                                  grouped matmul + npu.moe_finalize_routing ({budget_note})",
                                 if combine.shared.is_some() { " with shared-expert input" } else { "" },
                                 describe_rules(&saturation.applied)
                             ),
-                        ));
+                        );
                     }
                     Err(why) => {
                         unrecognized += 1;
-                        outcome.diagnostics.push(remark(
+                        report(
                             &location_op,
+                            &spelling,
+                            vec![why.code.to_string()],
                             format!("MoE combine not recognized ({spelling}): [{}] {} ({budget_note})", why.code, why.message),
-                        ));
+                        );
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! torch_npu's MoE custom ops and the grouped matmul spellings become npu ops, and every other op
 //! stays as it is (opaque), with one remark per kind of op left.
 
+use crate::recognition::SPELLING_ATTRIBUTE;
 use crate::frontend::splice::splice;
 use crate::frontend::torch_types::builtin_tensor;
 use crate::frontend::torch_values::TorchValue;
@@ -261,7 +262,7 @@ impl<'c> Mapper<'c> {
         let names: Vec<String> = (0..args.len()).map(|i| format!("%a{i}")).collect();
         let types: Vec<String> = args.iter().map(|a| type_of(*a)).collect();
         let body = format!(
-            "  %out = \"npu.moe_finalize_routing\"({}) {{drop_pad_mode = {mode} : i64, operandSegmentSizes = array<i32: {}>}} : ({}) -> {}\n",
+            "  %out = \"npu.moe_finalize_routing\"({}) {{drop_pad_mode = {mode} : i64, operandSegmentSizes = array<i32: {}>, {SPELLING_ATTRIBUTE} = \"torch_npu.npu_moe_finalize_routing\"}} : ({}) -> {}\n",
             names.join(", "), segments.join(", "), types.join(", "), type_of(out)
         );
         let text = Self::function_text(&args, &[type_of(out)], &body, &["%out"]);
