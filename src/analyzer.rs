@@ -39,8 +39,10 @@ pub use roofline::{Roofline, Worth};
 /// The spelling of a candidate found directly in npu IR (no front end involved).
 pub const NPU_PAIR_SPELLING: &str = "npu.grouped_matmul + npu.moe_finalize_routing";
 
-/// The passes that turn torch-mlir output into npu IR before the analysis.
-pub const FRONT_END_PIPELINE: &str = "torch-to-npu,npu-recognize-moe-combine";
+/// The passes that turn torch-mlir output into npu IR before the analysis: the same front end the
+/// fusion pipeline runs (the aten lowering lets the fusion legality follow index maps through
+/// tensor-dialect reshapes, as in drop_pad_mode 0).
+pub const FRONT_END_PIPELINE: &str = "torch-to-npu,npu-recognize-moe-combine,torch-lower-aten";
 
 /// A combine-looking op of torch-mlir input the recognizer did not turn into the npu pair.
 #[derive(Clone, Debug, PartialEq, Eq)]

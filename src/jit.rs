@@ -106,7 +106,7 @@ impl Jit {
         if self.lookup(&format!("_mlir_ciface_{name}")).is_null() {
             return Err(Error::Invalid(vec![Diagnostic::error(
                 SourceLoc::Unknown,
-                format!("no function @{name} with a C interface in the JIT-compiled module"),
+                format!("no function @{name} with a C interface in the JIT-compiled module (or an external symbol it calls was not found: see the JIT session error above)"),
             )]));
         }
         // SAFETY: forwarded from the caller's contract; the engine is live.

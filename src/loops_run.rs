@@ -11,6 +11,10 @@ use gmmfr_dialect::tensor::Tensor;
 /// Where the OpenMP runtime that multi-threaded kernels call lives (Debian's libomp-22-dev).
 pub const OPENMP_RUNTIME: &str = "/usr/lib/llvm-22/lib/libomp.so";
 
+/// MLIR's C runner utilities (libmlir-22-dev): `memrefCopy`, which bufferized code calls to copy a
+/// strided view (a slice with a step) into a fresh buffer.
+pub const C_RUNNER_UTILS: &str = "/usr/lib/llvm-22/lib/libmlir_c_runner_utils.so";
+
 /// The upstream pipeline from bufferizable tensor IR to the LLVM dialect. With more than one
 /// thread, the kernels' parallel loops over output-column blocks become OpenMP work-sharing loops.
 pub fn to_llvm(threads: usize) -> String {
@@ -22,7 +26,7 @@ pub fn to_llvm(threads: usize) -> String {
     format!(
         "func.func(convert-elementwise-to-linalg),one-shot-bufferize{{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}},\
          func.func(convert-linalg-to-loops),convert-vector-to-scf,{openmp}convert-scf-to-cf,lower-affine,\
-         expand-strided-metadata,finalize-memref-to-llvm,convert-vector-to-llvm,convert-arith-to-llvm,\
+         expand-strided-metadata,finalize-memref-to-llvm,convert-vector-to-llvm,convert-math-to-llvm,convert-math-to-libm,convert-arith-to-llvm,\
          convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm,{}reconcile-unrealized-casts",
         if threads > 1 { "convert-openmp-to-llvm," } else { "" }
     )

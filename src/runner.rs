@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::jit::Jit;
-use crate::loops_run::{OPENMP_RUNTIME, to_llvm};
+use crate::loops_run::{C_RUNNER_UTILS, OPENMP_RUNTIME, to_llvm};
 use crate::{Compiler, RunOptions};
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::location::SourceLoc;
@@ -247,7 +247,7 @@ pub fn compile(
     full.push_str("npu-lower-to-loops,");
     full.push_str(&to_llvm(threads));
     compiler.run_pipeline(&mut module, &full, &RunOptions::default())?;
-    let libraries: &[&str] = if threads > 1 { &[OPENMP_RUNTIME] } else { &[] };
+    let libraries: &[&str] = if threads > 1 { &[C_RUNNER_UTILS, OPENMP_RUNTIME] } else { &[C_RUNNER_UTILS] };
     let jit = Jit::with_libraries(&module, &[], libraries)?;
     Ok(Compiled {
         jit,

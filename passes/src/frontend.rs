@@ -1,5 +1,6 @@
 //! Reading torch-mlir's output: its types and constants, and inserting IR written as text.
 
+pub mod aten;
 pub mod splice;
 pub mod torch_types;
 pub mod torch_values;

@@ -2,7 +2,7 @@
 
 use crate::conversions::{npu_to_aclnn, npu_to_loops};
 use crate::pass::{Pass, PassError, PassInfo, PassOptions};
-use crate::transforms::{check_ascend_profile, fuse_gmm_finalize, recognize_moe_combine, torch_to_npu, verify};
+use crate::transforms::{check_ascend_profile, fuse_gmm_finalize, recognize_moe_combine, torch_lower_aten, torch_to_npu, verify};
 
 /// The descriptions of every registered pass, in a stable order.
 pub fn registry() -> &'static [&'static PassInfo] {
@@ -10,6 +10,7 @@ pub fn registry() -> &'static [&'static PassInfo] {
         &verify::INFO,
         &torch_to_npu::INFO,
         &recognize_moe_combine::INFO,
+        &torch_lower_aten::INFO,
         &check_ascend_profile::INFO,
         &fuse_gmm_finalize::INFO,
         &npu_to_aclnn::INFO,
@@ -27,6 +28,7 @@ pub fn create(name: &str, options: &PassOptions) -> Result<Box<dyn Pass>, PassEr
     Ok(match name {
         n if n == verify::INFO.name => Box::new(verify::VerifyPass::create(options)?),
         n if n == torch_to_npu::INFO.name => Box::new(torch_to_npu::TorchToNpuPass::create(options)?),
+        n if n == torch_lower_aten::INFO.name => Box::new(torch_lower_aten::TorchLowerAtenPass::create(options)?),
         n if n == recognize_moe_combine::INFO.name => {
             Box::new(recognize_moe_combine::RecognizeMoeCombinePass::create(options)?)
         }

@@ -2,6 +2,7 @@
 
 use gmmfr::{Compiler, Error};
 use gmmfr_dialect::npy::{read_npy, write_npy};
+use gmmfr_dialect::tensor::Tensor;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +28,13 @@ pub struct Args {
     /// output's magnitude; 1e-2 with --pass-pipeline, since fusion may skip a bf16 rounding).
     #[arg(long)]
     check: bool,
+    /// Expected results in order, as .npy (e.g. PyTorch's own output): each result is compared
+    /// and the command fails above --tolerance.
+    #[arg(long = "expect")]
+    expected: Vec<PathBuf>,
+    /// Relative tolerance for --expect: max |actual - expected| / max |expected|.
+    #[arg(long, default_value_t = 1e-5)]
+    tolerance: f64,
     /// Output files for the results in order, as .npy.
     #[arg(short = 'o', long = "output")]
     outputs: Vec<PathBuf>,
@@ -38,14 +46,42 @@ pub struct Args {
     allow_unregistered_dialect: bool,
 }
 
+/// Compares each (actual, expected, source of expected) pair, prints the worst relative error
+/// against `what`, and says whether it is within `tolerance`.
+fn within(input: &str, entry: &str, what: &str, pairs: &[(&Tensor, &Tensor, String)], tolerance: f64) -> Result<bool, Error> {
+    let mut worst = 0f64;
+    for (actual, expected, source) in pairs {
+        let comparison = gmmfr_dialect::reference::compare(actual, expected).map_err(|e| Error::Input {
+            path: source.clone(),
+            message: e.to_string(),
+        })?;
+        worst = worst.max(comparison.relative);
+    }
+    let verdict = if worst <= tolerance { "ok" } else { "MISMATCH" };
+    println!("{input}: @{entry}: {verdict}: compiled vs {what}, relative error {worst:.3e} (tolerance {tolerance:.0e})");
+    Ok(worst <= tolerance)
+}
+
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     let compiler = if args.allow_unregistered_dialect {
         Compiler::with_unregistered_dialects()?
     } else {
         Compiler::new()?
     };
-    let module = compiler.load_file(&args.input)?;
+    let mut module = compiler.load_file(&args.input)?;
     let input = args.input.display().to_string();
+    // The reference interpreter evaluates the function as written; the rest sees it after the
+    // pipeline (which may change its signature, as torch-to-npu does).
+    let as_written = if args.check { Some(compiler.load_file(&args.input)?) } else { None };
+    if let Some(pipeline) = &args.pass_pipeline {
+        let report = compiler.run_pipeline(&mut module, pipeline, &gmmfr::RunOptions::default())?;
+        // Anything a pass refused to do is worth seeing when the run then fails or differs.
+        for diagnostic in &report.diagnostics {
+            if diagnostic.message.contains("not lowered") || diagnostic.message.contains("not recognized") {
+                eprintln!("{diagnostic}");
+            }
+        }
+    }
     let tensors = match args.random_inputs {
         Some(seed) => gmmfr::inputs::for_function(&module, &args.entry, seed).map_err(|message| Error::Input {
             path: input.clone(),
@@ -63,9 +99,9 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
             gmmfr::runner::adapt_arguments(&module, &args.entry, tensors)?
         }
     };
-    let expected = if args.check {
+    let expected = if let Some(as_written) = &as_written {
         let reference =
-            gmmfr_dialect::interpret::run_function(&module, &args.entry, &tensors).map_err(|e| Error::Input {
+            gmmfr_dialect::interpret::run_function(as_written, &args.entry, &tensors).map_err(|e| Error::Input {
                 path: input.clone(),
                 message: format!("the reference interpreter refused: {e}"),
             })?;
@@ -77,26 +113,38 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         &compiler,
         module,
         &args.entry,
-        args.pass_pipeline.as_deref(),
+        None,
         &tensors,
         usize::from(args.threads),
     )?;
     if let Some(expected) = &expected {
         let tolerance = if args.pass_pipeline.is_some() { 1e-2 } else { 1e-5 };
-        let mut worst = 0f64;
-        for (actual, expected) in results.iter().zip(expected) {
-            let comparison = gmmfr_dialect::reference::compare(actual, expected).map_err(|e| Error::Input {
-                path: input.clone(),
-                message: e.to_string(),
-            })?;
-            worst = worst.max(comparison.relative);
+        let pairs: Vec<(&Tensor, &Tensor, String)> = results.iter().zip(expected).map(|(a, e)| (a, e, input.clone())).collect();
+        if !within(&input, &args.entry, "reference interpreter", &pairs, tolerance)? {
+            return Ok(ExitCode::from(1));
         }
-        let verdict = if worst <= tolerance { "ok" } else { "MISMATCH" };
-        println!(
-            "{input}: @{}: {verdict}: compiled vs reference interpreter, relative error {worst:.3e} (tolerance {tolerance:.0e})",
-            args.entry
-        );
-        if worst > tolerance {
+    }
+    if !args.expected.is_empty() {
+        if args.expected.len() != results.len() {
+            return Err(Error::Input {
+                path: input.clone(),
+                message: format!("@{} returns {} result(s), {} --expect file(s) given", args.entry, results.len(), args.expected.len()),
+            });
+        }
+        let mut saved = Vec::new();
+        for path in &args.expected {
+            saved.push(read_npy(path).map_err(|e| Error::Input {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?);
+        }
+        let pairs: Vec<(&Tensor, &Tensor, String)> = results
+            .iter()
+            .zip(&saved)
+            .zip(&args.expected)
+            .map(|((a, e), path)| (a, e, path.display().to_string()))
+            .collect();
+        if !within(&input, &args.entry, "expected", &pairs, args.tolerance)? {
             return Ok(ExitCode::from(1));
         }
     }

@@ -84,6 +84,9 @@ pub struct Plan<'c, 'a> {
     pub weight_to_nz: bool,
     /// The GMM group list is cumsum and must become counts (older Ascend release).
     pub group_list_to_counts: bool,
+    /// `arith.extf` users of a half-float finalize result that take the fused op's f32 result
+    /// directly (precision=refine: the round trip through the half type is skipped as well).
+    pub widened_users: Vec<OperationRef<'c, 'a>>,
     /// Notes for the remark.
     pub notes: Vec<String>,
 }
@@ -312,6 +315,28 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
             "the number of tokens and topK must be static to materialize row_index and logit".to_string(),
         )]);
     };
+    // Under precision=refine, widening the half-float result back to f32 takes the fused op's
+    // f32 result as it is (one rounding fewer, as for the expert rows).
+    let mut widened_users = Vec::new();
+    if options.precision == Precision::Refine {
+        if let Ok(result) = root.result(0) {
+            let f32_type = out.text.rsplit_once('x').map(|(dims, _)| format!("{dims}xf32>"));
+            for user in users(result.into()) {
+                let widens = user.name().as_string_ref().as_str() == Ok("arith.extf")
+                    && user.result(0).is_ok_and(|r| Some(r.r#type().to_string()) == f32_type);
+                if widens && !widened_users.contains(&user) {
+                    widened_users.push(user);
+                }
+            }
+        }
+        if !widened_users.is_empty() {
+            notes.push(format!(
+                "refines precision: {} arith.extf user(s) take the fused f32 result without rounding it to {} first",
+                widened_users.len(),
+                out.elem
+            ));
+        }
+    }
     Decision::Fuse(Box::new(Plan {
         finalize: root,
         gmm: gmm_op,
@@ -324,6 +349,7 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
         shared,
         weight_to_nz,
         group_list_to_counts,
+        widened_users,
         notes,
     }))
 }

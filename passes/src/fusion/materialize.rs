@@ -337,6 +337,7 @@ pub fn materialize<'c>(
         ],
     )?);
     let mut value = result(fused, 0)?;
+    let wide = value;
     let final_elem = info(result(plan.finalize, 0)?)?.elem;
     if final_elem != Elem::F32 {
         let ty = b.r#type(&tensor_type(&[Some(plan.tokens), n], &final_elem.to_string()))?;
@@ -344,6 +345,9 @@ pub fn materialize<'c>(
         value = result(cast, 0)?;
     }
 
+    for user in &plan.widened_users {
+        rewriter.replace_op_with_values(*user, &[wide]);
+    }
     rewriter.replace_op_with_values(plan.finalize, &[value]);
     rewriter.erase_op(gmm);
     for op in plan.index_chain.iter().rev() {

@@ -18,6 +18,8 @@ pub struct Candidate<'c, 'a> {
     pub class: Id,
     /// The op's name, for messages.
     pub spelling: String,
+    /// A spelling known not to be handled yet, with its reason code (e.g. `per-slot-bmm`).
+    pub unsupported: Option<&'static str>,
 }
 
 /// The e-graph of one block and the way back to MLIR.
@@ -149,6 +151,15 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
                         let x = self.class_of(x);
                         let node = Moe::Sum([x, self.num(dims[0])]);
                         self.candidate(op, &name, node)
+                    }
+                    (Some(x), Some(dims), Some(TorchValue::Bool(false))) if dims.len() == 1 && sums_per_slot_bmm_rows(x) => {
+                        let class = self.class_of(x);
+                        let node = Moe::Sum([class, self.num(dims[0])]);
+                        let result = self.candidate(op, &name, node);
+                        if let Some(last) = self.candidates.last_mut() {
+                            last.unsupported = Some("per-slot-bmm");
+                        }
+                        result
                     }
                     _ => None,
                 }
@@ -337,6 +348,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
             op,
             class: id,
             spelling: name.to_string(),
+            unsupported: None,
         });
         Some(node)
     }
@@ -429,6 +441,41 @@ fn sums_gathered_rows(x: Value<'_, '_>) -> bool {
     }
     let Some(source) = view.operand(0).ok() else { return false };
     producer(source).is_some_and(|(op, _)| matches!(name_of(&op).as_str(), "torch.aten.index.Tensor" | "torch.aten.index_select"))
+}
+
+/// Whether `x` views rows that a `bmm` computed one slot at a time on expert weights gathered by
+/// the expert ids (transformers' `batched_mm` experts), possibly multiplied by router weights:
+/// `view(mul(squeeze(bmm(W[ids], ...)), w), (T, K, n))`.
+fn sums_per_slot_bmm_rows(x: Value<'_, '_>) -> bool {
+    let Some((view, _)) = producer(x) else { return false };
+    if !matches!(name_of(&view).as_str(), "torch.aten.view" | "torch.aten.reshape" | "torch.aten._unsafe_view") {
+        return false;
+    }
+    let mut frontier: Vec<Value> = view.operand(0).ok().into_iter().collect();
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for value in frontier {
+            let Some((op, _)) = producer(value) else { continue };
+            match name_of(&op).as_str() {
+                "torch.aten.bmm" => {
+                    let gathered = op
+                        .operand(0)
+                        .ok()
+                        .and_then(producer)
+                        .is_some_and(|(w, _)| matches!(name_of(&w).as_str(), "torch.aten.index.Tensor" | "torch.aten.index_select"));
+                    if gathered {
+                        return true;
+                    }
+                }
+                "torch.aten.mul.Tensor" | "torch.prims.squeeze" | "torch.aten.squeeze.dim" | "torch.aten.view" => {
+                    next.extend((0..op.operand_count().min(2)).filter_map(|i| op.operand(i).ok()));
+                }
+                _ => {}
+            }
+        }
+        frontier = next;
+    }
+    false
 }
 
 /// A torch scalar operand equal to zero.

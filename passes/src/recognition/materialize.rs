@@ -9,6 +9,7 @@ use super::Combine;
 use super::dataflow::Dataflow;
 use super::language::Moe;
 use super::SPELLING_ATTRIBUTE;
+use crate::frontend::aten::tensor_type;
 use crate::frontend::splice::{splice, string_literal};
 use egg::Id;
 use gmmfr_dialect::graph::{erase, producer, users};
@@ -38,16 +39,6 @@ fn dims_of(value: Value<'_, '_>) -> Option<(Vec<i64>, String)> {
     let info = gmmfr_dialect::types::TensorInfo::of(value.r#type())?;
     let dims: Option<Vec<i64>> = info.dims.iter().map(|d| d.map(|d| d as i64)).collect();
     Some((dims?, info.elem.to_string()))
-}
-
-fn tensor_type(dims: &[i64], elem: &str) -> String {
-    let mut text = String::from("tensor<");
-    for d in dims {
-        text.push_str(&format!("{d}x"));
-    }
-    text.push_str(elem);
-    text.push('>');
-    text
 }
 
 /// Position of the op defining `value` in `block` (block arguments come first).
@@ -388,6 +379,26 @@ pub fn materialize<'c: 'a, 'a>(
     Ok(())
 }
 
+/// Whether `value` is one of `group_lists`, or an integer cast of one (the casts the rule
+/// `group-list-cast-keeps-values` equates with their operand).
+fn reads_group_list<'c: 'a, 'a>(mut value: Value<'c, 'a>, group_lists: &[Value<'c, 'a>]) -> bool {
+    for _ in 0..8 {
+        if group_lists.contains(&value) {
+            return true;
+        }
+        match producer(value) {
+            Some((op, _)) if matches!(op.name().as_string_ref().as_str(), Ok("arith.extsi" | "torch.prims.convert_element_type")) => {
+                match op.operand(0) {
+                    Ok(operand) => value = operand,
+                    Err(_) => return false,
+                }
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Every grouped matmul reading one of `group_lists` reads the routing's counts instead.
 fn retarget_group_lists<'c: 'a, 'a>(context: &'c Context, block: &BlockRef<'c, 'a>, group_lists: &[Value<'c, 'a>], counts: Value<'c, 'a>) {
     let mut next = block.first_operation();
@@ -398,7 +409,7 @@ fn retarget_group_lists<'c: 'a, 'a>(context: &'c Context, block: &BlockRef<'c, '
         }
         let Ok(Some(view)) = NpuOp::new(op) else { continue };
         let Some(gl) = view.operand("group_list") else { continue };
-        if !group_lists.contains(&gl) {
+        if !reads_group_list(gl, group_lists) {
             continue;
         }
         // group_list is operand 2 in every segment layout (x, weight, group_list are single).

@@ -139,6 +139,21 @@ impl Pass for RecognizeMoeCombinePass {
             // Roots: every candidate, and every add whose class absorbed a shared-expert input.
             let mut roots: Vec<(OperationRef<'_, '_>, Value<'_, '_>, String)> = Vec::new();
             for candidate in &dataflow.candidates {
+                if let Some(code) = candidate.unsupported {
+                    unrecognized += 1;
+                    report(
+                        &candidate.op,
+                        &candidate.spelling,
+                        vec![code.to_string()],
+                        format!(
+                            "MoE combine not recognized ({}): [{code}] the rows are computed one (token, slot) at a time by \
+                             bmm on expert weights gathered by the expert ids (transformers' batched_mm): there is no sort \
+                             to turn into a routing, and rewriting per-slot matmuls as a grouped matmul is not supported yet",
+                            candidate.spelling
+                        ),
+                    );
+                    continue;
+                }
                 if let Ok(result) = candidate.op.result(0) {
                     roots.push((candidate.op, result.into(), candidate.spelling.clone()));
                 }
