@@ -14,12 +14,8 @@ const PIPELINE: &str = "torch-to-npu,npu-recognize-moe-combine,torch-lower-aten,
 
 /// Spellings the recognizer does not handle yet, with the remark that says so. The test fails
 /// if one of them starts to fuse, so that this list is kept true.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    // batched_mm gathers each slot's expert weight and runs one bmm per slot, then sums the
-    // slots without any gather back: there is no sort to turn into a routing. Reported, not fused.
-    ("hf_mixtral_batched_f32", "[per-slot-bmm]"),
-    ("hf_qwen3_batched_f32", "[per-slot-bmm]"),
-];
+/// (Empty now: the last ones, transformers' batched_mm and torch_npu's drop_pad_mode 0, fuse.)
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// MoE layers in each whole-model export.
 const MODEL_LAYERS: &[(&str, usize)] = &[("hf_qwen3_model_grouped", 3), ("hf_deepseek_v3_model_grouped", 2)];
@@ -203,4 +199,23 @@ fn self_contained_fixtures_reproduce_pytorch_outputs() {
     }
     assert!(ran >= 14, "{ran} self-contained fixtures ran");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// The per-slot (batched_mm) rule refuses, with the check that failed, a layer whose chain
+// between the per-slot matmuls holds an op it does not know to be row-local.
+#[test]
+fn a_per_slot_layer_with_an_unknown_op_between_the_matmuls_is_refused() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch/hf_qwen3_batched_f32.mlir");
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    assert!(text.contains("\"torch.aten.sigmoid\""));
+    let text = text.replace("\"torch.aten.sigmoid\"", "\"torch.aten.some_unknown_op\"");
+    let compiler = Compiler::with_unregistered_dialects().expect("compiler");
+    let mut module = compiler.load_source(&text, "edited.mlir").expect("load");
+    let report = compiler.run_pipeline(&mut module, PIPELINE, &RunOptions::default()).expect("pipeline");
+    let remarks: Vec<&str> = report.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        remarks.iter().any(|m| m.contains("not recognized") && m.contains("[row-local-chain]") && m.contains("torch.aten.some_unknown_op")),
+        "{remarks:?}"
+    );
+    assert!(!print_module(&module).contains("npu.grouped_matmul_finalize_routing"));
 }

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod dataflow;
 pub mod language;
 pub mod materialize;
+pub mod per_slot;
 pub mod rules;
 
 use dataflow::Dataflow;

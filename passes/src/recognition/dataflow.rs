@@ -18,8 +18,9 @@ pub struct Candidate<'c, 'a> {
     pub class: Id,
     /// The op's name, for messages.
     pub spelling: String,
-    /// A spelling known not to be handled yet, with its reason code (e.g. `per-slot-bmm`).
-    pub unsupported: Option<&'static str>,
+    /// The per-slot spelling (transformers' `batched_mm`): rewritten by `per_slot`, not by the
+    /// e-graph's combine rules.
+    pub per_slot: bool,
 }
 
 /// The e-graph of one block and the way back to MLIR.
@@ -157,7 +158,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
                         let node = Moe::Sum([class, self.num(dims[0])]);
                         let result = self.candidate(op, &name, node);
                         if let Some(last) = self.candidates.last_mut() {
-                            last.unsupported = Some("per-slot-bmm");
+                            last.per_slot = true;
                         }
                         result
                     }
@@ -348,7 +349,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
             op,
             class: id,
             spelling: name.to_string(),
-            unsupported: None,
+            per_slot: false,
         });
         Some(node)
     }

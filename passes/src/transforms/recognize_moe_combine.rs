@@ -5,6 +5,7 @@ use crate::pass::{Pass, PassError, PassInfo, PassOption, PassOptions, PassOutcom
 use crate::recognition::dataflow::Dataflow;
 use crate::recognition::language::Moe;
 use crate::recognition::materialize::{erase_dead, materialize, position};
+use crate::recognition::per_slot;
 use crate::recognition::{Budget, Combine, CombineOutcome, extracted_combine, failures_under, holds_unweighted_combine, saturate};
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
@@ -138,20 +139,11 @@ impl Pass for RecognizeMoeCombinePass {
             );
             // Roots: every candidate, and every add whose class absorbed a shared-expert input.
             let mut roots: Vec<(OperationRef<'_, '_>, Value<'_, '_>, String)> = Vec::new();
+            // Per-slot (batched_mm) layers: rewritten structurally after the e-graph's combines.
+            let mut per_slot_roots: Vec<(OperationRef<'_, '_>, String)> = Vec::new();
             for candidate in &dataflow.candidates {
-                if let Some(code) = candidate.unsupported {
-                    unrecognized += 1;
-                    report(
-                        &candidate.op,
-                        &candidate.spelling,
-                        vec![code.to_string()],
-                        format!(
-                            "MoE combine not recognized ({}): [{code}] the rows are computed one (token, slot) at a time by \
-                             bmm on expert weights gathered by the expert ids (transformers' batched_mm): there is no sort \
-                             to turn into a routing, and rewriting per-slot matmuls as a grouped matmul is not supported yet",
-                            candidate.spelling
-                        ),
-                    );
+                if candidate.per_slot {
+                    per_slot_roots.push((candidate.op, candidate.spelling.clone()));
                     continue;
                 }
                 if let Ok(result) = candidate.op.result(0) {
@@ -241,6 +233,34 @@ impl Pass for RecognizeMoeCombinePass {
                             &spelling,
                             vec![why.code.to_string()],
                             format!("MoE combine not recognized ({spelling}): [{}] {} ({budget_note})", why.code, why.message),
+                        );
+                    }
+                }
+            }
+            for (op, spelling) in per_slot_roots {
+                match per_slot::rewrite(context.mlir(), op, &spelling) {
+                    Ok(()) => {
+                        recognized += 1;
+                        report(
+                            &op,
+                            &spelling,
+                            Vec::new(),
+                            format!(
+                                "recognized MoE combine ({spelling}; rule: per-slot-bmm-is-grouped-matmul) as npu.moe_init_routing + \
+                                 grouped matmuls on the sorted rows + npu.moe_finalize_routing"
+                            ),
+                        );
+                    }
+                    Err(why) => {
+                        unrecognized += 1;
+                        report(
+                            &op,
+                            &spelling,
+                            vec![why.code.to_string()],
+                            format!(
+                                "MoE combine not recognized ({spelling}): [{}] {} (per-slot bmm layer: rule per-slot-bmm-is-grouped-matmul)",
+                                why.code, why.message
+                            ),
                         );
                     }
                 }

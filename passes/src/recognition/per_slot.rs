@@ -1,0 +1,399 @@
+//! The per-slot spelling of a MoE layer (transformers' `batched_mm` experts): every (token, slot)
+//! row `r = t*K + j` is multiplied by its own expert's weight, `squeeze(bmm(W[ids_flat],
+//! unsqueeze(rows, -1)))`, the rows are token rows repeated K times, row-local ops (split, silu,
+//! multiplies) connect the matmuls, and the slots are weighted and summed back per token.
+//!
+//! Rule `per-slot-bmm-is-grouped-matmul`: a per-row matmul by `W[ids[r]]` equals, row for row, a
+//! grouped matmul over the rows sorted (stably) by expert with `W` transposed to (e, in, out),
+//! gathered back by the inverse permutation; row-local ops commute with any row permutation; so
+//! the whole chain can run on the routing's sorted rows, and the weighted slot sum of the
+//! unsorted rows is `npu.moe_finalize_routing` (drop_pad_mode 2) of the sorted ones. Checks, each
+//! a reason code when it fails: `token-rows-repeated` (the first matmul reads each token's row K
+//! times), `same-expert-ids` (every matmul gathers its weights by the same flattened ids),
+//! `row-local-chain` (only row-local ops between the matmuls), `weights-not-per-slot`.
+
+use super::SPELLING_ATTRIBUTE;
+use super::materialize::Unmaterializable;
+use crate::frontend::aten::tensor_type;
+use crate::frontend::splice::{splice, string_literal};
+use crate::frontend::torch_values::{TorchValue, torch_op_name};
+use gmmfr_dialect::graph::producer;
+use gmmfr_dialect::types::TensorInfo;
+use melior::Context;
+use melior::ir::{OperationRef, Value, ValueLike, operation::OperationLike};
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Unmaterializable {
+    Unmaterializable {
+        code,
+        message: message.into(),
+    }
+}
+
+fn dims(value: Value<'_, '_>) -> Option<(Vec<u64>, String)> {
+    let info = TensorInfo::of(value.r#type())?;
+    let dims: Option<Vec<u64>> = info.dims.iter().copied().collect();
+    Some((dims?, info.elem.to_string()))
+}
+
+fn producer_named<'c: 'a, 'a>(value: Value<'c, 'a>, names: &[&str]) -> Option<OperationRef<'c, 'a>> {
+    let (op, _) = producer(value)?;
+    names.contains(&torch_op_name(&op).as_str()).then_some(op)
+}
+
+/// Skips views that only add or drop unit dims or flatten (`view`, `unsqueeze`, `squeeze`).
+fn through_views<'c: 'a, 'a>(mut value: Value<'c, 'a>) -> Value<'c, 'a> {
+    for _ in 0..4 {
+        match producer_named(
+            value,
+            &["torch.aten.view", "torch.aten.reshape", "torch.aten.unsqueeze", "torch.prims.squeeze", "torch.aten.squeeze.dim", "torch.aten.clone"],
+        ) {
+            Some(op) => match op.operand(0) {
+                Ok(v) => value = v,
+                Err(_) => break,
+            },
+            None => break,
+        }
+    }
+    value
+}
+
+/// One per-slot matmul: `out = squeeze(bmm(W[ids_flat], unsqueeze(input, -1)), 2)`.
+#[derive(Clone, Copy)]
+struct Stage<'c, 'a> {
+    weight: Value<'c, 'a>,
+    ids: Value<'c, 'a>,
+    input: Value<'c, 'a>,
+    output: Value<'c, 'a>,
+}
+
+fn stage<'c: 'a, 'a>(output: Value<'c, 'a>) -> Option<Stage<'c, 'a>> {
+    let squeeze = producer_named(output, &["torch.prims.squeeze", "torch.aten.squeeze.dim"])?;
+    let bmm = producer_named(squeeze.operand(0).ok()?, &["torch.aten.bmm"])?;
+    let gather = producer_named(bmm.operand(0).ok()?, &["torch.aten.index.Tensor"])?;
+    let TorchValue::List(indices) = TorchValue::of(gather.operand(1).ok()?) else { return None };
+    let [ids] = indices.as_slice() else { return None };
+    let unsqueeze = producer_named(bmm.operand(1).ok()?, &["torch.aten.unsqueeze"])?;
+    Some(Stage {
+        weight: gather.operand(0).ok()?,
+        ids: *ids,
+        input: unsqueeze.operand(0).ok()?,
+        output,
+    })
+}
+
+/// Ops that compute each row from the same row of their row-aligned operands.
+fn is_row_local(name: &str) -> bool {
+    matches!(
+        name,
+        "torch.aten.sigmoid"
+            | "torch.aten.silu"
+            | "torch.aten.gelu"
+            | "torch.aten.relu"
+            | "torch.aten.tanh"
+            | "torch.aten.neg"
+            | "torch.aten.exp"
+            | "torch.aten.mul.Tensor"
+            | "torch.aten.add.Tensor"
+            | "torch.aten.sub.Tensor"
+            | "torch.aten.div.Tensor"
+            | "torch.aten.mul.Scalar"
+            | "torch.aten.add.Scalar"
+            | "torch.aten.clamp"
+            | "torch.aten.minimum"
+            | "torch.aten.maximum"
+            | "torch.prims.convert_element_type"
+            | "torch.prim.ListUnpack"
+            | "torch.aten.split_with_sizes"
+            | "torch.aten.split.Tensor"
+            | "torch.aten.chunk"
+    )
+}
+
+/// The per-slot layer found from the combining sum.
+struct Layer<'c, 'a> {
+    tokens: u64,
+    top_k: u64,
+    x: Value<'c, 'a>,
+    x_rows: Value<'c, 'a>,
+    ids: Value<'c, 'a>,
+    weights: Value<'c, 'a>,
+    rows: Value<'c, 'a>,
+    stages: Vec<Stage<'c, 'a>>,
+    /// Row-local ops between the matmuls, in block order.
+    chain: Vec<OperationRef<'c, 'a>>,
+}
+
+/// Walks back from `value` through row-local ops to stage outputs and the repeated token rows.
+fn collect<'c: 'a, 'a>(
+    value: Value<'c, 'a>,
+    rows: u64,
+    x_rows: &mut Option<Value<'c, 'a>>,
+    stages: &mut Vec<Stage<'c, 'a>>,
+    chain: &mut Vec<OperationRef<'c, 'a>>,
+    depth: usize,
+) -> Result<(), Unmaterializable> {
+    if depth > 64 {
+        return Err(refuse("row-local-chain", "the chain between the matmuls is deeper than 64 ops"));
+    }
+    if stages.iter().any(|s| s.output == value) || *x_rows == Some(value) {
+        return Ok(());
+    }
+    if let Some(found) = stage(value) {
+        stages.push(found);
+        return collect(found.input, rows, x_rows, stages, chain, depth + 1);
+    }
+    let Some((op, _)) = producer(value) else {
+        // A function argument of rows: only the first matmul's input may be token rows.
+        return Err(refuse("token-rows-repeated", "a matmul reads rows that are a function argument, not token rows repeated per slot"));
+    };
+    let name = torch_op_name(&op);
+    if name == "torch.aten.view" || name == "torch.aten.clone" || name == "torch.aten.reshape" {
+        // The token rows repeated K times: view(clone(expand(unsqueeze(x, 1), [T, K, h])), [T*K, h]).
+        if x_rows.is_none() {
+            *x_rows = Some(value);
+            return Ok(());
+        }
+        return Err(refuse("row-local-chain", format!("{name} between the matmuls")));
+    }
+    if !is_row_local(&name) {
+        return Err(refuse("row-local-chain", format!("{name} between the per-slot matmuls is not row-local")));
+    }
+    if let Some((d, _)) = (0..op.result_count())
+        .filter_map(|i| op.result(i).ok())
+        .filter_map(|r| dims(r.into()))
+        .find(|(d, _)| d.first() != Some(&rows))
+    {
+        if !name.starts_with("torch.prim.ListUnpack") {
+            return Err(refuse("row-local-chain", format!("{name} gives {d:?}, not {rows} rows")));
+        }
+    }
+    if name.starts_with("torch.aten.split") || name == "torch.aten.chunk" {
+        let (input_dims, _) = op.operand(0).ok().and_then(dims).ok_or_else(|| refuse("dynamic-shapes", "split input"))?;
+        let dim = TorchValue::of(op.operand(2).map_err(|_| refuse("internal", "split dim"))?).int().unwrap_or(0);
+        let rank = input_dims.len() as i64;
+        if dim == 0 || dim == -rank {
+            return Err(refuse("row-local-chain", "a split along the rows"));
+        }
+    }
+    if !chain.contains(&op) {
+        chain.push(op);
+    }
+    for index in 0..op.operand_count() {
+        let Ok(operand) = op.operand(index) else { continue };
+        // Constants and lists of constants are not rows.
+        let is_tensor = dims(operand).is_some() || operand.r#type().to_string().starts_with("!torch.list<vtensor>");
+        if !is_tensor {
+            continue;
+        }
+        let row_aligned = dims(operand).is_none_or(|(d, _)| d.first() == Some(&rows));
+        if !row_aligned {
+            // Broadcast over the rows (a bias, a scalar tensor): the same for every row.
+            continue;
+        }
+        collect(operand, rows, x_rows, stages, chain, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// `x_rows` is token rows repeated K times: returns x (T, h).
+fn token_rows<'c: 'a, 'a>(x_rows: Value<'c, 'a>, tokens: u64, top_k: u64) -> Result<Value<'c, 'a>, Unmaterializable> {
+    let wrong = || refuse("token-rows-repeated", "the first matmul's rows are not each token's row repeated topK times");
+    let mut value = x_rows;
+    if let Some(op) = producer_named(value, &["torch.aten.view", "torch.aten.reshape"]) {
+        value = op.operand(0).map_err(|_| wrong())?;
+    }
+    if let Some(op) = producer_named(value, &["torch.aten.clone"]) {
+        value = op.operand(0).map_err(|_| wrong())?;
+    }
+    let expand = producer_named(value, &["torch.aten.expand"]).ok_or_else(wrong)?;
+    let (expanded, _) = dims(value).ok_or_else(wrong)?;
+    let unsqueeze = producer_named(expand.operand(0).map_err(|_| wrong())?, &["torch.aten.unsqueeze"]).ok_or_else(wrong)?;
+    if TorchValue::of(unsqueeze.operand(1).map_err(|_| wrong())?).int() != Some(1) || expanded.len() != 3 || expanded[..2] != [tokens, top_k] {
+        return Err(wrong());
+    }
+    let x = unsqueeze.operand(0).map_err(|_| wrong())?;
+    match dims(x) {
+        Some((d, _)) if d.len() == 2 && d[0] == tokens => Ok(x),
+        _ => Err(wrong()),
+    }
+}
+
+fn find<'c: 'a, 'a>(sum: OperationRef<'c, 'a>) -> Result<Layer<'c, 'a>, Unmaterializable> {
+    let viewed = sum.operand(0).map_err(|_| refuse("internal", "sum operand"))?;
+    let (view_dims, _) = dims(viewed).ok_or_else(|| refuse("dynamic-shapes", "combined rows"))?;
+    let [tokens, top_k, _] = view_dims[..] else {
+        return Err(refuse("no-rule-applies", "the summed view is not (tokens, topK, n)"));
+    };
+    let view = producer_named(viewed, &["torch.aten.view", "torch.aten.reshape", "torch.aten._unsafe_view"])
+        .ok_or_else(|| refuse("no-rule-applies", "the sum does not read a view"))?;
+    let weighted = view.operand(0).map_err(|_| refuse("internal", "view operand"))?;
+    let mul = producer_named(weighted, &["torch.aten.mul.Tensor"]).ok_or_else(|| {
+        refuse("weights-not-per-slot", "the slots are summed without a router weight per slot")
+    })?;
+    let rows = tokens * top_k;
+    let (a, b) = (mul.operand(0).map_err(|_| refuse("internal", "mul"))?, mul.operand(1).map_err(|_| refuse("internal", "mul"))?);
+    // The weights: (T*K, 1) from the (T, K) router weights.
+    let weight_source = |v: Value<'c, 'a>| {
+        let source = through_views(v);
+        matches!(dims(source), Some((d, _)) if d == [tokens, top_k]).then_some(source)
+    };
+    let (rows_value, weights) = match (weight_source(a), weight_source(b)) {
+        (None, Some(w)) => (a, w),
+        (Some(w), None) => (b, w),
+        _ => return Err(refuse("weights-not-per-slot", "no operand of the multiply is the (tokens, topK) router weights")),
+    };
+    let (mut x_rows, mut stages, mut chain) = (None, Vec::new(), Vec::new());
+    if stage(rows_value).is_none() {
+        return Err(refuse("row-local-chain", "the weighted rows are not a per-slot matmul's output"));
+    }
+    collect(rows_value, rows, &mut x_rows, &mut stages, &mut chain, 0)?;
+    let x_rows = x_rows.ok_or_else(|| refuse("token-rows-repeated", "no matmul reads the token rows"))?;
+    let x = token_rows(x_rows, tokens, top_k)?;
+    // Every stage gathers by the same flattened ids (T, K) -> (T*K).
+    let ids = through_views(stages[0].ids);
+    for s in &stages {
+        if through_views(s.ids) != ids {
+            return Err(refuse("same-expert-ids", "the per-slot matmuls gather their weights by different ids"));
+        }
+    }
+    match dims(ids) {
+        Some((d, e)) if d == [tokens, top_k] && matches!(e.as_str(), "i64" | "i32") => {}
+        _ => return Err(refuse("same-expert-ids", "the expert ids are not a (tokens, topK) integer tensor")),
+    }
+    Ok(Layer {
+        tokens,
+        top_k,
+        x,
+        x_rows,
+        ids,
+        weights,
+        rows: rows_value,
+        stages,
+        chain,
+    })
+}
+
+/// Clones `op` in front of `before` with every operand in `map` replaced; returns the clone.
+fn clone_before<'c: 'a, 'a>(op: OperationRef<'c, 'a>, before: OperationRef<'c, 'a>, map: &[(Value<'c, 'a>, Value<'c, 'a>)]) -> Result<OperationRef<'c, 'a>, Unmaterializable> {
+    let block = before.block().ok_or_else(|| refuse("internal", "root has no block"))?;
+    // SAFETY: the clone is a new detached op we own until the block takes it; its operands are
+    // rewired to values that dominate `before` (sorted values created in front of it, or the
+    // original operands, which dominate the original op and hence the root after it).
+    unsafe {
+        let clone = mlir_sys::mlirOperationClone(op.to_raw());
+        for index in 0..op.operand_count() {
+            let Ok(operand) = op.operand(index) else { continue };
+            if let Some((_, to)) = map.iter().find(|(from, _)| *from == operand) {
+                mlir_sys::mlirOperationSetOperand(clone, index as isize, to.to_raw());
+            }
+        }
+        mlir_sys::mlirBlockInsertOwnedOperationBefore(block.to_raw(), before.to_raw(), clone);
+        Ok(OperationRef::from_raw(clone))
+    }
+}
+
+/// Rewrites the per-slot layer combined by `sum` as routing + grouped matmuls on sorted rows +
+/// finalize, replacing the sum's result. The old per-slot ops are left for dead-code removal.
+pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spelling: &str) -> Result<(), Unmaterializable> {
+    let layer = find(sum)?;
+    let (t, k) = (layer.tokens, layer.top_k);
+    let (x_dims, x_elem) = dims(layer.x).ok_or_else(|| refuse("dynamic-shapes", "x"))?;
+    let (ids_dims, ids_elem) = dims(layer.ids).ok_or_else(|| refuse("dynamic-shapes", "ids"))?;
+    let (w0_dims, _) = dims(layer.stages[0].weight).ok_or_else(|| refuse("dynamic-shapes", "weight"))?;
+    let experts = w0_dims[0];
+    let flat_i32 = tensor_type(&[t * k], "i32");
+    let ex_type = tensor_type(&[t * k, x_dims[1]], &x_elem);
+    let counts_type = tensor_type(&[experts], "i64");
+    let ids32 = tensor_type(&ids_dims, "i32");
+    let cast = if ids_elem == "i64" { format!("  %ids32 = arith.trunci %ids : {} to {ids32}\n", tensor_type(&ids_dims, &ids_elem)) } else { String::new() };
+    let ids_name = if ids_elem == "i64" { "%ids32" } else { "%ids" };
+    let routing_text = format!(
+        "func.func @routing(%x: {}, %ids: {}) -> ({ex_type}, {flat_i32}, {counts_type}) {{\n{cast}  %ex, %inv, %counts = \"npu.moe_init_routing\"(%x, {ids_name}) {{expert_num = {experts} : i64, active_num = 0 : i64, row_idx_type = 0 : i64, expert_tokens_num_type = 1 : i64}} : ({}, {ids32}) -> ({ex_type}, {flat_i32}, {counts_type})\n  return %ex, %inv, %counts : {ex_type}, {flat_i32}, {counts_type}\n}}",
+        tensor_type(&x_dims, &x_elem),
+        tensor_type(&ids_dims, &ids_elem),
+        tensor_type(&x_dims, &x_elem)
+    );
+    let routing = splice(context, sum, &routing_text, &[layer.x, layer.ids]).map_err(|e| refuse("internal", e.to_string()))?;
+    let (ex, inv, counts) = (routing[0], routing[1], routing[2]);
+    if ex.r#type() != layer.x_rows.r#type() {
+        return Err(refuse("token-rows-repeated", "the routed rows do not have the repeated rows' type"));
+    }
+
+    // The sorted world: each row value of the layer -> its counterpart on the sorted rows.
+    let mut map: Vec<(Value<'c, 'a>, Value<'c, 'a>)> = vec![(layer.x_rows, ex)];
+    let mut stages = layer.stages.clone();
+    let mut chain = layer.chain.clone();
+    let position = |op: OperationRef<'_, '_>| op.block().map_or(0, |b| super::materialize::position(&b, op));
+    stages.sort_by_key(|s| producer(s.output).map(|(op, _)| position(op)).unwrap_or(0));
+    chain.sort_by_key(|op| position(*op));
+    let mut pending_chain = chain.into_iter().peekable();
+    for s in &stages {
+        let stage_at = producer(s.output).map(|(op, _)| position(op)).unwrap_or(0);
+        // Row-local ops before this stage first (its input is computed by them).
+        while let Some(op) = pending_chain.peek().copied() {
+            if position(op) > stage_at {
+                break;
+            }
+            pending_chain.next();
+            let clone = clone_before(op, sum, &map)?;
+            for index in 0..op.result_count() {
+                if let (Ok(old), Ok(new)) = (op.result(index), clone.result(index)) {
+                    map.push((old.into(), new.into()));
+                }
+            }
+        }
+        let input = map
+            .iter()
+            .find(|(from, _)| *from == s.input)
+            .map(|(_, to)| *to)
+            .ok_or_else(|| refuse("row-local-chain", "a matmul reads rows computed outside the layer"))?;
+        let (w_dims, w_elem) = dims(s.weight).ok_or_else(|| refuse("dynamic-shapes", "weight"))?;
+        let (out_dims, out_elem) = dims(s.output).ok_or_else(|| refuse("dynamic-shapes", "matmul rows"))?;
+        let (in_dims, in_elem) = dims(input).ok_or_else(|| refuse("dynamic-shapes", "matmul input"))?;
+        if w_dims.len() != 3 || w_dims[0] != experts || in_dims.len() != 2 || in_dims[1] != w_dims[2] || out_dims != [t * k, w_dims[1]] || in_elem != w_elem || out_elem != w_elem {
+            return Err(refuse("row-local-chain", "a per-slot matmul's shapes are not (e, out, in) x (rows, in) -> (rows, out)"));
+        }
+        let wt = tensor_type(&[w_dims[0], w_dims[2], w_dims[1]], &w_elem);
+        let text = format!(
+            "func.func @gmm(%x: {}, %w: {}, %gl: {counts_type}) -> {} {{\n  %e = tensor.empty() : {wt}\n  %wt = linalg.transpose ins(%w : {}) outs(%e : {wt}) permutation = [0, 2, 1]\n  %y = \"npu.grouped_matmul\"(%x, %wt, %gl) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0>}} : ({}, {wt}, {counts_type}) -> {}\n  return %y : {}\n}}",
+            tensor_type(&in_dims, &in_elem),
+            tensor_type(&w_dims, &w_elem),
+            tensor_type(&out_dims, &out_elem),
+            tensor_type(&w_dims, &w_elem),
+            tensor_type(&in_dims, &in_elem),
+            tensor_type(&out_dims, &out_elem),
+            tensor_type(&out_dims, &out_elem)
+        );
+        let y = splice(context, sum, &text, &[input, s.weight, counts]).map_err(|e| refuse("internal", e.to_string()))?;
+        map.push((s.output, y[0]));
+    }
+    let rows = map
+        .iter()
+        .find(|(from, _)| *from == layer.rows)
+        .map(|(_, to)| *to)
+        .ok_or_else(|| refuse("internal", "the weighted rows have no sorted counterpart"))?;
+
+    // Finalize: the router weights as (T, K) f32 scales, the inverse permutation (mode 2).
+    let (rows_dims, rows_elem) = dims(rows).ok_or_else(|| refuse("dynamic-shapes", "rows"))?;
+    let (w_dims, w_elem) = dims(layer.weights).ok_or_else(|| refuse("dynamic-shapes", "weights"))?;
+    let out: Value = sum.result(0).map_err(|_| refuse("internal", "sum result"))?.into();
+    let (out_dims, out_elem) = dims(out).ok_or_else(|| refuse("dynamic-shapes", "combine"))?;
+    if out_dims != [t, rows_dims[1]] || out_elem != rows_elem {
+        return Err(refuse("row-local-chain", "the combine's type is not (tokens, n) of the rows' type"));
+    }
+    let scales_type = tensor_type(&[t, k], "f32");
+    let widen = if w_elem == "f32" { String::new() } else { format!("  %s = arith.extf %w : {} to {scales_type}\n", tensor_type(&w_dims, &w_elem)) };
+    let scales = if w_elem == "f32" { "%w" } else { "%s" };
+    let out_type = tensor_type(&out_dims, &out_elem);
+    let text = format!(
+        "func.func @finalize(%y: {}, %w: {}, %inv: {flat_i32}) -> {out_type} {{\n{widen}  %out = \"npu.moe_finalize_routing\"(%y, {scales}, %inv) {{drop_pad_mode = 2 : i64, operandSegmentSizes = array<i32: 1, 0, 0, 0, 1, 1, 0>, {SPELLING_ATTRIBUTE} = {}}} : ({}, {scales_type}, {flat_i32}) -> {out_type}\n  return %out : {out_type}\n}}",
+        tensor_type(&rows_dims, &rows_elem),
+        tensor_type(&w_dims, &w_elem),
+        string_literal(&format!("{spelling} (recognized: per-slot bmm)")),
+        tensor_type(&rows_dims, &rows_elem)
+    );
+    let finalized = splice(context, sum, &text, &[rows, layer.weights, inv]).map_err(|e| refuse("internal", e.to_string()))?;
+    // SAFETY: both values are live in the same block and of the same type (checked above).
+    unsafe { mlir_sys::mlirValueReplaceAllUsesOfWith(out.to_raw(), finalized[0].to_raw()) }
+    Ok(())
+}
