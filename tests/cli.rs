@@ -291,3 +291,46 @@ fn run_checks_against_the_reference() {
         String::from_utf8_lossy(&output.stdout).contains("@moe_layer_unfused: ok: compiled vs reference interpreter")
     );
 }
+
+// `gmmfr run` on a raw torch-mlir export: the pipeline runs before the arguments are read (the
+// export's signature is torch types until torch-to-npu), `--expect` compares with PyTorch's saved
+// output, a tolerance below the actual error is a mismatch (exit 1), and a wrong number of
+// --expect files is a located input error.
+#[test]
+fn run_a_torch_export_against_pytorchs_output() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch/hf_qwen3_grouped_f32");
+    let module = dir.with_extension("mlir").display().to_string();
+    let mut args: Vec<String> = [
+        "run",
+        "--allow-unregistered-dialect",
+        module.as_str(),
+        "--entry",
+        "main",
+        "--pass-pipeline",
+        "torch-to-npu,npu-recognize-moe-combine,torch-lower-aten,npu-fuse-gmm-finalize",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let arguments = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("arg")).count();
+    assert!(arguments >= 4);
+    for i in 0..arguments {
+        args.push("--arg".into());
+        args.push(dir.join(format!("arg{i}.npy")).display().to_string());
+    }
+    let expected = dir.join("expected.npy").display().to_string();
+    let with = |extra: &[&str]| {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        gmmfr(&all)
+    };
+    let ok = with(&["--expect", &expected]);
+    let out = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert_eq!(ok.status.code(), Some(0), "{}{out}", stderr(&ok));
+    assert!(out.contains("ok: compiled vs expected"), "{out}");
+    let strict = with(&["--expect", &expected, "--tolerance", "1e-30"]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
+    assert!(String::from_utf8_lossy(&strict.stdout).contains("MISMATCH"));
+    let twice = with(&["--expect", &expected, "--expect", &expected]);
+    expect(&twice, 1, "returns 1 result(s), 2 --expect file(s) given");
+}
