@@ -821,6 +821,13 @@ def _hf_config(model: str, impl: str, **extra):
                                             n_routed_experts=8, num_experts_per_tok=3,
                                             n_shared_experts=1, n_group=1, topk_group=1,
                                             hidden_act="silu", **extra)
+    elif model == "gpt_oss":
+        # Expert biases on both projections, clamped swiglu on interleaved gate/up columns.
+        cfg = transformers.GptOssConfig(hidden_size=32, intermediate_size=16, num_local_experts=4,
+                                        num_experts_per_tok=2, **extra)
+    elif model == "olmoe":
+        cfg = transformers.OlmoeConfig(hidden_size=32, intermediate_size=16, num_experts=4,
+                                       num_experts_per_tok=2, hidden_act="silu", **extra)
     else:
         raise ValueError(model)
     cfg._experts_implementation = impl
@@ -847,6 +854,12 @@ def _hf_experts_fixture(model: str, impl: str, dtype, t: int) -> Fixture:
     elif model == "mixtral":
         from transformers.models.mixtral.modeling_mixtral import MixtralExperts as Experts
         e = cfg.num_local_experts
+    elif model == "gpt_oss":
+        from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts as Experts
+        e = cfg.num_local_experts
+    elif model == "olmoe":
+        from transformers.models.olmoe.modeling_olmoe import OlmoeExperts as Experts
+        e = cfg.num_experts
     else:
         from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
             DeepseekV3Experts as Experts, DeepseekV3MLP)
@@ -913,6 +926,22 @@ def fx_hf_qwen3_grouped_bf16():
 
 def fx_hf_deepseek_v3_grouped_bf16():
     return _hf_experts_fixture("deepseek_v3", "grouped_mm", torch.bfloat16, t=5)
+
+
+def fx_hf_gpt_oss_grouped_f32():
+    return _hf_experts_fixture("gpt_oss", "grouped_mm", torch.float32, t=6)
+
+
+def fx_hf_gpt_oss_grouped_bf16():
+    return _hf_experts_fixture("gpt_oss", "grouped_mm", torch.bfloat16, t=6)
+
+
+def fx_hf_gpt_oss_batched_f32():
+    return _hf_experts_fixture("gpt_oss", "batched_mm", torch.float32, t=6)
+
+
+def fx_hf_olmoe_batched_bf16():
+    return _hf_experts_fixture("olmoe", "batched_mm", torch.bfloat16, t=7)
 
 
 # --- whole models (recognition only; weights stay literals) -------------------------------------
@@ -995,6 +1024,10 @@ FIXTURES: dict[str, Callable[[], Fixture]] = {
     "hf_deepseek_v3_grouped_f32": fx_hf_deepseek_v3_grouped_f32,
     "hf_qwen3_grouped_bf16": fx_hf_qwen3_grouped_bf16,
     "hf_deepseek_v3_grouped_bf16": fx_hf_deepseek_v3_grouped_bf16,
+    "hf_gpt_oss_grouped_f32": fx_hf_gpt_oss_grouped_f32,
+    "hf_gpt_oss_grouped_bf16": fx_hf_gpt_oss_grouped_bf16,
+    "hf_gpt_oss_batched_f32": fx_hf_gpt_oss_batched_f32,
+    "hf_olmoe_batched_bf16": fx_hf_olmoe_batched_bf16,
     "neg_nonlinear_between": fx_neg_nonlinear_between,
     "neg_weight_after_sum": fx_neg_weight_after_sum,
     "neg_not_permutation": fx_neg_not_permutation,

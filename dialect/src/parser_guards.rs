@@ -24,6 +24,12 @@ pub fn find_known_crasher(text: &str, source_name: &str) -> Option<Diagnostic> {
             "string literal whose escapes decode to bytes that are not valid UTF-8: MLIR accepts it, but its names and messages could not be printed; write the characters themselves or valid UTF-8 escapes",
         ));
     }
+    if let Some(offset) = unterminated_file_metadata(text) {
+        return Some(Diagnostic::error(
+            position(text, offset, source_name),
+            "unterminated file metadata ('{-#' ... '#-}', e.g. dialect_resources): a string or the section is not closed before the end of the input (MLIR 22's resource parser reads past the end of its buffer on this input instead of reporting it)",
+        ));
+    }
     malformed_linalg_dims_list(text).map(|(offset, keyword)| {
         Diagnostic::error(
             position(text, offset, source_name),
@@ -32,6 +38,36 @@ pub fn find_known_crasher(text: &str, source_name: &str) -> Option<Diagnostic> {
             ),
         )
     })
+}
+
+/// The offset of a file metadata section (`{-#` ... `#-}`, where `dialect_resources` live) that
+/// the input ends inside of: at an unterminated string (its opening quote) or without `#-}` (the
+/// `{-#`). MLIR's resource parser keeps lexing after its "expected '\"'" error at the end of
+/// the buffer and reads past it (found by the `torch_front_end` fuzz target).
+fn unterminated_file_metadata(text: &str) -> Option<usize> {
+    let start = text.find("{-#")?;
+    let bytes = text.as_bytes();
+    let mut index = start + 3;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'"' => {
+                let opening = index;
+                index += 1;
+                loop {
+                    match bytes.get(index) {
+                        None => return Some(opening),
+                        Some(b'\\') => index += 2,
+                        Some(b'"') => break,
+                        Some(_) => index += 1,
+                    }
+                }
+                index += 1;
+            }
+            b'#' if bytes.get(index + 1) == Some(&b'-') && bytes.get(index + 2) == Some(&b'}') => return None,
+            _ => index += 1,
+        }
+    }
+    Some(start)
 }
 
 /// The offset of the first string literal whose `\XX` escapes decode to invalid UTF-8. MLIR
@@ -194,6 +230,21 @@ fn position(text: &str, offset: usize, source_name: &str) -> SourceLoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A metadata section cut inside a resource blob (what the fuzzer found) or before its `#-}`
+    // is refused at the string or at the `{-#`; a complete one, with an escaped quote, is not.
+    #[test]
+    fn refuses_unterminated_file_metadata_only() {
+        let cut = "module {}\n{-#\n  dialect_resources: {\n    builtin: {\n      blob: \"0x04000000AB";
+        assert_eq!(unterminated_file_metadata(cut), cut.find("\"0x"));
+        let unclosed = "module {}\n{-#\n  dialect_resources: {}\n";
+        assert_eq!(unterminated_file_metadata(unclosed), unclosed.find("{-#"));
+        let complete = "module {}\n{-#\n  dialect_resources: { builtin: { b: \"0x04\\\"00\" } }\n#-}\n";
+        assert_eq!(unterminated_file_metadata(complete), None);
+        assert_eq!(unterminated_file_metadata("module {}"), None);
+        let found = find_known_crasher(cut, "t.mlir").unwrap();
+        assert_eq!(found.location, SourceLoc::File { file: "t.mlir".into(), line: 5, col: 13 });
+    }
 
     // The crasher the fuzzer found is refused at its position; i64 arrays and names that merely
     // start with "index" are not.

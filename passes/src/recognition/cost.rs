@@ -47,7 +47,7 @@ impl<'g> BytesAndFlops<'g> {
         let read: f64 = node.children().iter().map(|&c| self.bytes(c)).sum();
         match node {
             Moe::Num(_) | Moe::Leaf(_) => 0.0,
-            Moe::Gmm([x, w, _, _]) | Moe::QGmm([x, w, _, _, _, _]) => {
+            Moe::Gmm([x, w, _, _]) | Moe::QGmm([x, w, _, _, _, _]) | Moe::BGmm([x, w, _, _, _, _]) => {
                 let (m, k) = self.graph[*x]
                     .data
                     .tensor

@@ -445,8 +445,8 @@ fn sums_gathered_rows(x: Value<'_, '_>) -> bool {
 }
 
 /// Whether `x` views rows that a `bmm` computed one slot at a time on expert weights gathered by
-/// the expert ids (transformers' `batched_mm` experts), possibly multiplied by router weights:
-/// `view(mul(squeeze(bmm(W[ids], ...)), w), (T, K, n))`.
+/// the expert ids (transformers' `batched_mm` experts), possibly plus a bias and multiplied by
+/// router weights: `view(mul(squeeze(bmm(W[ids], ...)) + b[ids], w), (T, K, n))`.
 fn sums_per_slot_bmm_rows(x: Value<'_, '_>) -> bool {
     let Some((view, _)) = producer(x) else { return false };
     if !matches!(name_of(&view).as_str(), "torch.aten.view" | "torch.aten.reshape" | "torch.aten._unsafe_view") {
@@ -459,16 +459,19 @@ fn sums_per_slot_bmm_rows(x: Value<'_, '_>) -> bool {
             let Some((op, _)) = producer(value) else { continue };
             match name_of(&op).as_str() {
                 "torch.aten.bmm" => {
-                    let gathered = op
-                        .operand(0)
-                        .ok()
-                        .and_then(producer)
-                        .is_some_and(|(w, _)| matches!(name_of(&w).as_str(), "torch.aten.index.Tensor" | "torch.aten.index_select"));
+                    // Either operand: bmm(W[ids], rows[..., None]) or bmm(rows[:, None], W[ids]).
+                    let gathered = (0..2).any(|i| {
+                        op.operand(i)
+                            .ok()
+                            .and_then(producer)
+                            .is_some_and(|(w, _)| matches!(name_of(&w).as_str(), "torch.aten.index.Tensor" | "torch.aten.index_select"))
+                    });
                     if gathered {
                         return true;
                     }
                 }
-                "torch.aten.mul.Tensor" | "torch.prims.squeeze" | "torch.aten.squeeze.dim" | "torch.aten.view" => {
+                "torch.aten.mul.Tensor" | "torch.aten.add.Tensor" | "torch.prims.squeeze" | "torch.aten.squeeze.dim"
+                | "torch.aten.unsqueeze" | "torch.aten.view" => {
                     next.extend((0..op.operand_count().min(2)).filter_map(|i| op.operand(i).ok()));
                 }
                 _ => {}

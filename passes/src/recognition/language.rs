@@ -55,6 +55,9 @@ define_language! {
         // `(qgmm x w group_list group_list_type scale pertoken_scale)`: int8 grouped matmul
         // dequantized per output channel and per row.
         "qgmm" = QGmm([Id; 6]),
+        // `(bgmm x w group_list group_list_type bias ids)`: grouped matmul plus the per-expert
+        // bias `bias[g]` on the rows of group g (`ids`: the flat expert ids the rows are sorted by).
+        "bgmm" = BGmm([Id; 6]),
         // `(combine p y)`: `out[p[r] // K] += y[r]`, `p` a permutation of `[0, T*K)`.
         "combine" = Combine([Id; 2]),
         // `(wcombine p y wf)`: `out[p[r] // K] += y[r] * wf[p[r]]`.
@@ -253,7 +256,7 @@ impl Analysis<Moe> for MoeFacts {
                 }
             }
             Moe::Cumsum(x) => facts.tensor = t(x),
-            Moe::Gmm([x, w, _, _]) | Moe::QGmm([x, w, _, _, _, _]) => {
+            Moe::Gmm([x, w, _, _]) | Moe::QGmm([x, w, _, _, _, _]) | Moe::BGmm([x, w, _, _, _, _]) => {
                 if let (Some(x), Some(w)) = (t(x), t(w)) {
                     if x.dims.len() == 2 && w.dims.len() == 3 {
                         let elem = if matches!(enode, Moe::QGmm(_)) { "f32" } else { x.elem.as_str() };

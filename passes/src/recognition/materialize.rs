@@ -77,6 +77,12 @@ struct Parts<'c, 'a> {
     perm_values: Vec<Value<'c, 'a>>,
     rows: Value<'c, 'a>,
     quantized: Option<(Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>)>,
+    /// A grouped matmul plus a per-expert bias: (x, weight, bias).
+    biased: Option<(Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>)>,
+    /// The sort's values (the expert ids in sorted order), which other ops may read.
+    sorted_values: Vec<Value<'c, 'a>>,
+    /// The flat expert ids the sort sorted.
+    flat_ids: Option<Value<'c, 'a>>,
     group_lists: Vec<Value<'c, 'a>>,
     weights: Value<'c, 'a>,
     shared: Option<Value<'c, 'a>>,
@@ -112,11 +118,12 @@ fn find_parts<'c: 'a, 'a>(
     // The rows: a grouped matmul (or an int8 one dequantized per channel and per row).
     let rows_class = graph.find(combine.rows);
     let gmm = graph[rows_class].nodes.iter().find_map(|n| match n {
-        Moe::Gmm([x, w, gl, t]) => Some((*x, *w, *gl, *t, None)),
-        Moe::QGmm([x, w, gl, t, s, p]) => Some((*x, *w, *gl, *t, Some((*s, *p)))),
+        Moe::Gmm([x, w, gl, t]) => Some((*x, *w, *gl, *t, None, None)),
+        Moe::QGmm([x, w, gl, t, s, p]) => Some((*x, *w, *gl, *t, Some((*s, *p)), None)),
+        Moe::BGmm([x, w, gl, t, b, ids]) => Some((*x, *w, *gl, *t, None, Some((*b, *ids)))),
         _ => None,
     });
-    let Some((_, w, _, _, dequant)) = gmm else {
+    let Some((gmm_x, w, _, _, dequant, bias)) = gmm else {
         let producer_name = first_value(dataflow, rows_class)
             .and_then(producer)
             .map(|(op, _)| op.name().as_string_ref().as_str().unwrap_or("").to_string())
@@ -135,7 +142,7 @@ fn find_parts<'c: 'a, 'a>(
     };
     let cumsum = graph.lookup(Moe::Cumsum(counts));
     let group_list_ok = graph[rows_class].nodes.iter().any(|n| match n {
-        Moe::Gmm([_, _, gl, t]) | Moe::QGmm([_, _, gl, t, _, _]) => {
+        Moe::Gmm([_, _, gl, t]) | Moe::QGmm([_, _, gl, t, _, _]) | Moe::BGmm([_, _, gl, t, _, _]) => {
             let kind = graph[*t].data.int;
             (graph.find(*gl) == graph.find(counts) && kind == Some(1))
                 || (Some(graph.find(*gl)) == cumsum.map(|c| graph.find(c)) && kind == Some(0))
@@ -166,6 +173,18 @@ fn find_parts<'c: 'a, 'a>(
             match (first_value(dataflow, x), first_value(dataflow, w), first_value(dataflow, scale), first_value(dataflow, pts)) {
                 (Some(x), Some(w), Some(s), Some(p)) => Some((x, w, s, p)),
                 _ => return Err(refuse("rows-not-from-grouped-matmul", "the dequant operands are not values")),
+            }
+        }
+    };
+    let biased = match bias {
+        None => None,
+        Some((b, bias_ids)) => {
+            if graph.find(bias_ids) != flat_ids {
+                return Err(refuse("expert-bias-ids", "the bias is gathered by other ids than the ones the rows are sorted by"));
+            }
+            match (first_value(dataflow, gmm_x), first_value(dataflow, w), first_value(dataflow, b)) {
+                (Some(x), Some(w), Some(b)) => Some((x, w, b)),
+                _ => return Err(refuse("rows-not-from-grouped-matmul", "the biased grouped matmul's operands are not values")),
             }
         }
     };
@@ -213,6 +232,9 @@ fn find_parts<'c: 'a, 'a>(
         perm_values: dataflow.values_in(combine.perm),
         rows,
         quantized,
+        biased,
+        sorted_values: graph.lookup(Moe::SortVals(flat_ids)).map(|c| dataflow.values_in(c)).unwrap_or_default(),
+        flat_ids: first_value(dataflow, flat_ids),
         group_lists,
         weights,
         shared,
@@ -298,12 +320,44 @@ pub fn materialize<'c: 'a, 'a>(
     let routing = splice(context, insert_before, &routing_text, &[parts.ids, routed])
         .map_err(|e| refuse("internal", e.to_string()))?;
     let (ex, inv, counts, gidx) = (routing[0], routing[1], routing[2], routing[3]);
+    // The sort's values (expert ids in sorted order), where other ops read them: `ids[gidx]`.
+    if let Some(flat) = parts.flat_ids {
+        let readers: Vec<Value<'c, 'a>> = parts
+            .sorted_values
+            .iter()
+            .copied()
+            .filter(|v| v.r#type() == flat.r#type() && !gmmfr_dialect::graph::users(*v).is_empty())
+            .collect();
+        if !readers.is_empty() {
+            let flat_type = flat.r#type().to_string();
+            let (flat_dims, flat_elem) = dims_of(flat).ok_or_else(|| refuse("dynamic-shapes", "ids"))?;
+            let last = flat_dims.first().copied().unwrap_or(1).max(1) - 1;
+            let map = "affine_map<(d0) -> (d0)>";
+            let text = format!(
+                "func.func @sorted_ids(%ids: {flat_type}, %g: {flat_i64}) -> {flat_type} {{\n  %e = tensor.empty() : {flat_type}\n  %r = linalg.generic {{indexing_maps = [{map}, {map}], iterator_types = [\"parallel\"]}} ins(%g : {flat_i64}) outs(%e : {flat_type}) {{\n  ^bb0(%gi: i64, %o: {flat_elem}):\n    %zero = arith.constant 0 : i64\n    %last = arith.constant {last} : i64\n    %lo = arith.maxsi %gi, %zero : i64\n    %c = arith.minsi %lo, %last : i64\n    %i = arith.index_cast %c : i64 to index\n    %v = tensor.extract %ids[%i] : {flat_type}\n    linalg.yield %v : {flat_elem}\n  }} -> {flat_type}\n  return %r : {flat_type}\n}}"
+            );
+            let sorted = splice(context, insert_before, &text, &[flat, gidx]).map_err(|e| refuse("internal", e.to_string()))?;
+            for value in readers {
+                replace_all_uses(value, sorted[0]);
+            }
+        }
+    }
 
     // The rows: the existing grouped matmul, or a quantized one replacing int32 + dequant.
     let (rows_dims, rows_elem) = dims_of(parts.rows).ok_or_else(|| refuse("dynamic-shapes", "rows"))?;
-    let (rows, rows_elem) = match parts.quantized {
-        None => (parts.rows, rows_elem),
-        Some((x, w, scale, pts)) => {
+    let (rows, rows_elem) = match (parts.quantized, parts.biased) {
+        (None, Some((x, w, b))) => {
+            let types: Vec<String> = [x, w, counts, b].iter().map(|v| v.r#type().to_string()).collect();
+            let out = tensor_type(&rows_dims, &rows_elem);
+            let text = format!(
+                "func.func @bgmm(%x: {}, %w: {}, %gl: {}, %b: {}) -> {out} {{\n  %y = \"npu.grouped_matmul\"(%x, %w, %gl, %b) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 1>}} : ({}) -> {out}\n  return %y : {out}\n}}",
+                types[0], types[1], types[2], types[3], types.join(", ")
+            );
+            let y = splice(context, root_op, &text, &[x, w, counts, b]).map_err(|e| refuse("internal", e.to_string()))?;
+            (y[0], rows_elem)
+        }
+        (None, None) => (parts.rows, rows_elem),
+        (Some((x, w, scale, pts)), _) => {
             let types: Vec<String> = [x, w, counts, scale, pts].iter().map(|v| v.r#type().to_string()).collect();
             let out = tensor_type(&rows_dims, "bf16");
             let text = format!(

@@ -1,7 +1,9 @@
 //! The per-slot spelling of a MoE layer (transformers' `batched_mm` experts): every (token, slot)
-//! row `r = t*K + j` is multiplied by its own expert's weight, `squeeze(bmm(W[ids_flat],
-//! unsqueeze(rows, -1)))`, the rows are token rows repeated K times, row-local ops (split, silu,
-//! multiplies) connect the matmuls, and the slots are weighted and summed back per token.
+//! row `r = t*K + j` is multiplied by its own expert's weight, either `squeeze(bmm(W[ids_flat],
+//! unsqueeze(rows, -1)))` with W (e, out, in) or `squeeze(bmm(unsqueeze(rows, 1), W[ids_flat]))`
+//! with W (e, in, out); the rows are token rows repeated K times, row-local ops (split, slice,
+//! silu, clamp, multiplies, per-expert parameters gathered by the same ids such as biases)
+//! connect the matmuls, and the slots are weighted and summed back per token.
 //!
 //! Rule `per-slot-bmm-is-grouped-matmul`: a per-row matmul by `W[ids[r]]` equals, row for row, a
 //! grouped matmul over the rows sorted (stably) by expert with `W` transposed to (e, in, out),
@@ -57,28 +59,41 @@ fn through_views<'c: 'a, 'a>(mut value: Value<'c, 'a>) -> Value<'c, 'a> {
     value
 }
 
-/// One per-slot matmul: `out = squeeze(bmm(W[ids_flat], unsqueeze(input, -1)), 2)`.
+/// One per-slot matmul: `out = squeeze(bmm(W[ids_flat], unsqueeze(input, -1)))` (W is (e, out,
+/// in): `transposed`) or `out = squeeze(bmm(unsqueeze(input, 1), W[ids_flat]))` (W is (e, in, out)).
 #[derive(Clone, Copy)]
 struct Stage<'c, 'a> {
     weight: Value<'c, 'a>,
     ids: Value<'c, 'a>,
     input: Value<'c, 'a>,
     output: Value<'c, 'a>,
+    transposed: bool,
+}
+
+/// `index.Tensor(table, [ids])` with one index tensor: the table and the ids.
+fn gathered_by_ids<'c: 'a, 'a>(value: Value<'c, 'a>) -> Option<(Value<'c, 'a>, Value<'c, 'a>)> {
+    let gather = producer_named(value, &["torch.aten.index.Tensor"])?;
+    let TorchValue::List(indices) = TorchValue::of(gather.operand(1).ok()?) else { return None };
+    let [ids] = indices.as_slice() else { return None };
+    Some((gather.operand(0).ok()?, *ids))
 }
 
 fn stage<'c: 'a, 'a>(output: Value<'c, 'a>) -> Option<Stage<'c, 'a>> {
     let squeeze = producer_named(output, &["torch.prims.squeeze", "torch.aten.squeeze.dim"])?;
     let bmm = producer_named(squeeze.operand(0).ok()?, &["torch.aten.bmm"])?;
-    let gather = producer_named(bmm.operand(0).ok()?, &["torch.aten.index.Tensor"])?;
-    let TorchValue::List(indices) = TorchValue::of(gather.operand(1).ok()?) else { return None };
-    let [ids] = indices.as_slice() else { return None };
-    let unsqueeze = producer_named(bmm.operand(1).ok()?, &["torch.aten.unsqueeze"])?;
-    Some(Stage {
-        weight: gather.operand(0).ok()?,
-        ids: *ids,
-        input: unsqueeze.operand(0).ok()?,
-        output,
-    })
+    let (a, b) = (bmm.operand(0).ok()?, bmm.operand(1).ok()?);
+    let unsqueezed = |v: Value<'c, 'a>, dims: &[i64]| {
+        let op = producer_named(v, &["torch.aten.unsqueeze"])?;
+        let d = TorchValue::of(op.operand(1).ok()?).int()?;
+        dims.contains(&d).then(|| op.operand(0).ok()).flatten()
+    };
+    if let (Some((weight, ids)), Some(input)) = (gathered_by_ids(a), unsqueezed(b, &[-1, 2])) {
+        return Some(Stage { weight, ids, input, output, transposed: true });
+    }
+    if let (Some(input), Some((weight, ids))) = (unsqueezed(a, &[1, -2]), gathered_by_ids(b)) {
+        return Some(Stage { weight, ids, input, output, transposed: false });
+    }
+    None
 }
 
 /// Ops that compute each row from the same row of their row-aligned operands.
@@ -106,7 +121,33 @@ fn is_row_local(name: &str) -> bool {
             | "torch.aten.split_with_sizes"
             | "torch.aten.split.Tensor"
             | "torch.aten.chunk"
+            | "torch.aten.slice.Tensor"
+            | "torch.aten.unsqueeze"
+            | "torch.aten.squeeze.dim"
+            | "torch.prims.squeeze"
+            | "torch.aten.sub.Scalar"
+            | "torch.aten.rsub.Scalar"
+            | "torch.aten.div.Scalar"
     )
+}
+
+/// Whether a shape op (split, slice, unsqueeze, squeeze) leaves dim 0, the rows, alone.
+fn keeps_rows(op: OperationRef<'_, '_>, name: &str) -> bool {
+    let int = |i: usize| op.operand(i).ok().and_then(|v| TorchValue::of(v).int());
+    let rank = op.operand(0).ok().and_then(dims).map_or(0, |(d, _)| d.len() as i64);
+    let not_rows = |d: i64, rank: i64| d != 0 && d != -rank;
+    match name {
+        "torch.aten.split_with_sizes" | "torch.aten.split.Tensor" | "torch.aten.chunk" => int(2).is_some_and(|d| not_rows(d, rank)),
+        "torch.aten.slice.Tensor" => int(1).is_some_and(|d| not_rows(d, rank)),
+        "torch.aten.unsqueeze" => int(1).is_some_and(|d| not_rows(d, rank + 1)),
+        "torch.aten.squeeze.dim" => int(1).is_some_and(|d| not_rows(d, rank)),
+        "torch.prims.squeeze" => op
+            .operand(1)
+            .ok()
+            .and_then(|v| TorchValue::of(v).ints())
+            .is_some_and(|ds| ds.iter().all(|d| not_rows(*d, rank))),
+        _ => true,
+    }
 }
 
 /// The per-slot layer found from the combining sum.
@@ -121,6 +162,10 @@ struct Layer<'c, 'a> {
     stages: Vec<Stage<'c, 'a>>,
     /// Row-local ops between the matmuls, in block order.
     chain: Vec<OperationRef<'c, 'a>>,
+    /// Per-expert parameters gathered per row by the same ids: (gathered value, table).
+    params: Vec<(Value<'c, 'a>, Value<'c, 'a>)>,
+    /// The flattened ids the weights are gathered by, (tokens * topK).
+    flat_ids: Value<'c, 'a>,
 }
 
 /// Walks back from `value` through row-local ops to stage outputs and the repeated token rows.
@@ -130,17 +175,23 @@ fn collect<'c: 'a, 'a>(
     x_rows: &mut Option<Value<'c, 'a>>,
     stages: &mut Vec<Stage<'c, 'a>>,
     chain: &mut Vec<OperationRef<'c, 'a>>,
+    params: &mut Vec<(Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>)>,
     depth: usize,
 ) -> Result<(), Unmaterializable> {
     if depth > 64 {
         return Err(refuse("row-local-chain", "the chain between the matmuls is deeper than 64 ops"));
     }
-    if stages.iter().any(|s| s.output == value) || *x_rows == Some(value) {
+    if stages.iter().any(|s| s.output == value) || *x_rows == Some(value) || params.iter().any(|p| p.0 == value) {
         return Ok(());
     }
     if let Some(found) = stage(value) {
         stages.push(found);
-        return collect(found.input, rows, x_rows, stages, chain, depth + 1);
+        return collect(found.input, rows, x_rows, stages, chain, params, depth + 1);
+    }
+    if let Some((table, ids)) = gathered_by_ids(value) {
+        // A per-expert parameter (a bias) read for each row by its expert id.
+        params.push((value, table, ids));
+        return Ok(());
     }
     let Some((op, _)) = producer(value) else {
         // A function argument of rows: only the first matmul's input may be token rows.
@@ -155,7 +206,7 @@ fn collect<'c: 'a, 'a>(
         }
         return Err(refuse("row-local-chain", format!("{name} between the matmuls")));
     }
-    if !is_row_local(&name) {
+    if !is_row_local(&name) || !keeps_rows(op, &name) {
         return Err(refuse("row-local-chain", format!("{name} between the per-slot matmuls is not row-local")));
     }
     if let Some((d, _)) = (0..op.result_count())
@@ -165,14 +216,6 @@ fn collect<'c: 'a, 'a>(
     {
         if !name.starts_with("torch.prim.ListUnpack") {
             return Err(refuse("row-local-chain", format!("{name} gives {d:?}, not {rows} rows")));
-        }
-    }
-    if name.starts_with("torch.aten.split") || name == "torch.aten.chunk" {
-        let (input_dims, _) = op.operand(0).ok().and_then(dims).ok_or_else(|| refuse("dynamic-shapes", "split input"))?;
-        let dim = TorchValue::of(op.operand(2).map_err(|_| refuse("internal", "split dim"))?).int().unwrap_or(0);
-        let rank = input_dims.len() as i64;
-        if dim == 0 || dim == -rank {
-            return Err(refuse("row-local-chain", "a split along the rows"));
         }
     }
     if !chain.contains(&op) {
@@ -190,7 +233,7 @@ fn collect<'c: 'a, 'a>(
             // Broadcast over the rows (a bias, a scalar tensor): the same for every row.
             continue;
         }
-        collect(operand, rows, x_rows, stages, chain, depth + 1)?;
+        collect(operand, rows, x_rows, stages, chain, params, depth + 1)?;
     }
     Ok(())
 }
@@ -242,11 +285,11 @@ fn find<'c: 'a, 'a>(sum: OperationRef<'c, 'a>) -> Result<Layer<'c, 'a>, Unmateri
         (Some(w), None) => (b, w),
         _ => return Err(refuse("weights-not-per-slot", "no operand of the multiply is the (tokens, topK) router weights")),
     };
-    let (mut x_rows, mut stages, mut chain) = (None, Vec::new(), Vec::new());
-    if stage(rows_value).is_none() {
-        return Err(refuse("row-local-chain", "the weighted rows are not a per-slot matmul's output"));
+    let (mut x_rows, mut stages, mut chain, mut params) = (None, Vec::new(), Vec::new(), Vec::new());
+    collect(rows_value, rows, &mut x_rows, &mut stages, &mut chain, &mut params, 0)?;
+    if stages.is_empty() {
+        return Err(refuse("row-local-chain", "no per-slot matmul computes the weighted rows"));
     }
-    collect(rows_value, rows, &mut x_rows, &mut stages, &mut chain, 0)?;
     let x_rows = x_rows.ok_or_else(|| refuse("token-rows-repeated", "no matmul reads the token rows"))?;
     let x = token_rows(x_rows, tokens, top_k)?;
     // Every stage gathers by the same flattened ids (T, K) -> (T*K).
@@ -256,9 +299,21 @@ fn find<'c: 'a, 'a>(sum: OperationRef<'c, 'a>) -> Result<Layer<'c, 'a>, Unmateri
             return Err(refuse("same-expert-ids", "the per-slot matmuls gather their weights by different ids"));
         }
     }
+    for (_, table, param_ids) in &params {
+        if through_views(*param_ids) != ids || dims(*param_ids).map(|d| d.0) != Some(vec![rows]) {
+            return Err(refuse("same-expert-ids", "a per-row parameter is gathered by other ids than the matmuls' weights"));
+        }
+        if dims(*table).map(|d| d.0.len()) != Some(2) {
+            return Err(refuse("row-local-chain", "a per-row parameter table is not (experts, n)"));
+        }
+    }
     match dims(ids) {
         Some((d, e)) if d == [tokens, top_k] && matches!(e.as_str(), "i64" | "i32") => {}
         _ => return Err(refuse("same-expert-ids", "the expert ids are not a (tokens, topK) integer tensor")),
+    }
+    let flat_ids = stages[0].ids;
+    if dims(flat_ids).map(|d| d.0) != Some(vec![rows]) {
+        return Err(refuse("same-expert-ids", "the weights are not gathered by the flattened (tokens * topK) ids"));
     }
     Ok(Layer {
         tokens,
@@ -270,6 +325,8 @@ fn find<'c: 'a, 'a>(sum: OperationRef<'c, 'a>) -> Result<Layer<'c, 'a>, Unmateri
         rows: rows_value,
         stages,
         chain,
+        params: params.into_iter().map(|(v, t, _)| (v, t)).collect(),
+        flat_ids,
     })
 }
 
@@ -321,51 +378,160 @@ pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spel
 
     // The sorted world: each row value of the layer -> its counterpart on the sorted rows.
     let mut map: Vec<(Value<'c, 'a>, Value<'c, 'a>)> = vec![(layer.x_rows, ex)];
-    let mut stages = layer.stages.clone();
-    let mut chain = layer.chain.clone();
+    let lookup = |map: &[(Value<'c, 'a>, Value<'c, 'a>)], v: Value<'c, 'a>| map.iter().find(|(from, _)| *from == v).map(|(_, to)| *to);
     let position = |op: OperationRef<'_, '_>| op.block().map_or(0, |b| super::materialize::position(&b, op));
-    stages.sort_by_key(|s| producer(s.output).map(|(op, _)| position(op)).unwrap_or(0));
-    chain.sort_by_key(|op| position(*op));
-    let mut pending_chain = chain.into_iter().peekable();
-    for s in &stages {
-        let stage_at = producer(s.output).map(|(op, _)| position(op)).unwrap_or(0);
-        // Row-local ops before this stage first (its input is computed by them).
-        while let Some(op) = pending_chain.peek().copied() {
-            if position(op) > stage_at {
+
+    // A bias added to the last matmul's rows (`add(out, bias[ids])`, alpha 1, the matmul's only
+    // use) becomes its grouped matmul's bias, when it is f32 (what the fused op takes). Other
+    // biases stay separate adds, rounded as the model rounds them.
+    let last_stage = (0..layer.stages.len()).max_by_key(|i| producer(layer.stages[*i].output).map(|(op, _)| position(op)).unwrap_or(0));
+    let param_table = |v: Value<'c, 'a>| layer.params.iter().find(|(g, _)| *g == v).map(|(_, t)| *t);
+    let mut folds: Vec<(OperationRef<'c, 'a>, usize, Value<'c, 'a>)> = Vec::new();
+    for op in &layer.chain {
+        if torch_op_name(op) != "torch.aten.add.Tensor" || op.operand(2).ok().and_then(|a| TorchValue::of(a).int()) != Some(1) {
+            continue;
+        }
+        let (Ok(a), Ok(b)) = (op.operand(0), op.operand(1)) else { continue };
+        for (out, param) in [(a, b), (b, a)] {
+            let Some(index) = layer.stages.iter().position(|s| s.output == out) else { continue };
+            let Some(table) = param_table(param) else { continue };
+            let fits = match (dims(table), dims(out)) {
+                (Some((td, te)), Some((od, oe))) => {
+                    td.len() == 2 && td[0] == experts && td[1] == od[1] && te == oe && te == "f32" && Some(index) == last_stage
+                }
+                _ => false,
+            };
+            if fits && gmmfr_dialect::graph::users(out).len() == 1 && !folds.iter().any(|f| f.1 == index) {
+                folds.push((*op, index, table));
                 break;
             }
-            pending_chain.next();
-            let clone = clone_before(op, sum, &map)?;
-            for index in 0..op.result_count() {
-                if let (Ok(old), Ok(new)) = (op.result(index), clone.result(index)) {
-                    map.push((old.into(), new.into()));
+        }
+    }
+
+    // Parameters read per row elsewhere: gathered again by the sorted ids `ids[gidx]`.
+    let unfolded: Vec<(Value<'c, 'a>, Value<'c, 'a>)> = layer
+        .params
+        .iter()
+        .copied()
+        .filter(|(g, _)| !folds.iter().any(|(add, _, _)| add.operand(0).ok() == Some(*g) || add.operand(1).ok() == Some(*g)))
+        .collect();
+    if !unfolded.is_empty() {
+        let (flat_dims, flat_elem) = dims(layer.flat_ids).ok_or_else(|| refuse("dynamic-shapes", "ids"))?;
+        let flat_type = tensor_type(&flat_dims, &flat_elem);
+        let map1 = "affine_map<(d0) -> (d0)>";
+        let text = format!(
+            "func.func @sorted_ids(%x: {}, %ids: {}, %flat: {flat_type}) -> {flat_type} {{\n{cast}  %ex, %gidx, %counts = \"npu.moe_init_routing\"(%x, {ids_name}) {{expert_num = {experts} : i64, active_num = 0 : i64, row_idx_type = 1 : i64, expert_tokens_num_type = 1 : i64}} : ({}, {ids32}) -> ({ex_type}, {flat_i32}, {counts_type})\n  %e = tensor.empty() : {flat_type}\n  %r = linalg.generic {{indexing_maps = [{map1}, {map1}], iterator_types = [\"parallel\"]}} ins(%gidx : {flat_i32}) outs(%e : {flat_type}) {{\n  ^bb0(%g: i32, %o: {flat_elem}):\n    %zero = arith.constant 0 : i32\n    %last = arith.constant {} : i32\n    %lo = arith.maxsi %g, %zero : i32\n    %c = arith.minsi %lo, %last : i32\n    %i = arith.index_cast %c : i32 to index\n    %v = tensor.extract %flat[%i] : {flat_type}\n    linalg.yield %v : {flat_elem}\n  }} -> {flat_type}\n  return %r : {flat_type}\n}}",
+            tensor_type(&x_dims, &x_elem),
+            tensor_type(&ids_dims, &ids_elem),
+            tensor_type(&x_dims, &x_elem),
+            t * k - 1
+        );
+        let sorted_ids = splice(context, sum, &text, &[layer.x, layer.ids, layer.flat_ids]).map_err(|e| refuse("internal", e.to_string()))?[0];
+        for (gathered, table) in unfolded {
+            let (table_dims, table_elem) = dims(table).ok_or_else(|| refuse("dynamic-shapes", "parameter"))?;
+            let out_type = tensor_type(&[t * k, table_dims[1]], &table_elem);
+            let last = table_dims[0].max(1) - 1;
+            let text = format!(
+                "func.func @param(%table: {}, %ids: {flat_type}) -> {out_type} {{\n  %e = tensor.empty() : {out_type}\n  %r = linalg.generic {{indexing_maps = [affine_map<(d0, d1) -> (d0)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [\"parallel\", \"parallel\"]}} ins(%ids : {flat_type}) outs(%e : {out_type}) {{\n  ^bb0(%id: {flat_elem}, %o: {table_elem}):\n    %zero = arith.constant 0 : {flat_elem}\n    %last = arith.constant {last} : {flat_elem}\n    %lo = arith.maxsi %id, %zero : {flat_elem}\n    %c = arith.minsi %lo, %last : {flat_elem}\n    %i = arith.index_cast %c : {flat_elem} to index\n    %j = linalg.index 1 : index\n    %v = tensor.extract %table[%i, %j] : {}\n    linalg.yield %v : {table_elem}\n  }} -> {out_type}\n  return %r : {out_type}\n}}",
+                tensor_type(&table_dims, &table_elem),
+                tensor_type(&table_dims, &table_elem)
+            );
+            if gathered.r#type().to_string() != out_type {
+                return Err(refuse("row-local-chain", "a per-row parameter is not (rows, n)"));
+            }
+            let value = splice(context, sum, &text, &[table, sorted_ids]).map_err(|e| refuse("internal", e.to_string()))?[0];
+            map.push((gathered, value));
+        }
+    }
+
+    // Stages and row-local ops in block order.
+    enum Step<'c, 'a> {
+        Stage(usize),
+        Op(OperationRef<'c, 'a>),
+    }
+    let mut steps: Vec<(usize, Step<'c, 'a>)> = Vec::new();
+    for (index, s) in layer.stages.iter().enumerate() {
+        steps.push((producer(s.output).map(|(op, _)| position(op)).unwrap_or(0), Step::Stage(index)));
+    }
+    for op in &layer.chain {
+        steps.push((position(*op), Step::Op(*op)));
+    }
+    steps.sort_by_key(|(at, _)| *at);
+    for (_, step) in steps {
+        let op = match step {
+            Step::Op(op) => op,
+            Step::Stage(index) => {
+                let s = layer.stages[index];
+                let input = lookup(&map, s.input).ok_or_else(|| refuse("row-local-chain", "a matmul reads rows computed outside the layer"))?;
+                let (w_dims, w_elem) = dims(s.weight).ok_or_else(|| refuse("dynamic-shapes", "weight"))?;
+                let (out_dims, out_elem) = dims(s.output).ok_or_else(|| refuse("dynamic-shapes", "matmul rows"))?;
+                let (in_dims, in_elem) = dims(input).ok_or_else(|| refuse("dynamic-shapes", "matmul input"))?;
+                let (k_in, n_out) = if s.transposed { (w_dims.get(2), w_dims.get(1)) } else { (w_dims.get(1), w_dims.get(2)) };
+                if w_dims.len() != 3 || w_dims[0] != experts || in_dims.len() != 2 || Some(&in_dims[1]) != k_in
+                    || Some(&out_dims[..]) != n_out.map(|n| [t * k, *n]).as_ref().map(|a| &a[..]) || in_elem != w_elem || out_elem != w_elem
+                {
+                    return Err(refuse("row-local-chain", "a per-slot matmul's shapes do not match its weight"));
                 }
+                let kn = tensor_type(&[w_dims[0], *k_in.unwrap_or(&0), *n_out.unwrap_or(&0)], &w_elem);
+                let fold = folds.iter().find(|f| f.1 == index);
+                let mut body = String::new();
+                let mut weight = "%w".to_string();
+                if s.transposed {
+                    body.push_str(&format!(
+                        "  %e = tensor.empty() : {kn}\n  %wt = linalg.transpose ins(%w : {}) outs(%e : {kn}) permutation = [0, 2, 1]\n",
+                        tensor_type(&w_dims, &w_elem)
+                    ));
+                    weight = "%wt".into();
+                }
+                let mut params = format!("%x: {}, %w: {}, %gl: {counts_type}", tensor_type(&in_dims, &in_elem), tensor_type(&w_dims, &w_elem));
+                let mut args = vec![input, s.weight, counts];
+                let (bias_operand, bias_type, bias_segment) = match fold {
+                    Some((_, _, table)) => {
+                        params.push_str(&format!(", %b: {}", table.r#type()));
+                        args.push(*table);
+                        (", %b".to_string(), format!(", {}", table.r#type()), 1)
+                    }
+                    None => (String::new(), String::new(), 0),
+                };
+                let out_type = tensor_type(&out_dims, &out_elem);
+                body.push_str(&format!(
+                    "  %y = \"npu.grouped_matmul\"(%x, {weight}, %gl{bias_operand}) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, {bias_segment}>}} : ({}, {kn}, {counts_type}{bias_type}) -> {out_type}\n",
+                    tensor_type(&in_dims, &in_elem)
+                ));
+                let text = format!("func.func @gmm({params}) -> {out_type} {{\n{body}  return %y : {out_type}\n}}");
+                let y = splice(context, sum, &text, &args).map_err(|e| refuse("internal", e.to_string()))?[0];
+                map.push((s.output, y));
+                if let Some((add, _, _)) = fold {
+                    let added: Value = add.result(0).map_err(|_| refuse("internal", "add result"))?.into();
+                    map.push((added, y));
+                }
+                continue;
+            }
+        };
+        if folds.iter().any(|(add, _, _)| *add == op) {
+            continue;
+        }
+        // squeeze(unsqueeze(v)) back to v's type is v.
+        let name = torch_op_name(&op);
+        if matches!(name.as_str(), "torch.prims.squeeze" | "torch.aten.squeeze.dim") {
+            let restored = op
+                .operand(0)
+                .ok()
+                .and_then(|v| producer_named(v, &["torch.aten.unsqueeze"]))
+                .and_then(|u| u.operand(0).ok())
+                .filter(|v| op.result(0).is_ok_and(|r| r.r#type() == v.r#type()))
+                .and_then(|v| lookup(&map, v));
+            if let (Some(value), Ok(result)) = (restored, op.result(0)) {
+                map.push((result.into(), value));
+                continue;
             }
         }
-        let input = map
-            .iter()
-            .find(|(from, _)| *from == s.input)
-            .map(|(_, to)| *to)
-            .ok_or_else(|| refuse("row-local-chain", "a matmul reads rows computed outside the layer"))?;
-        let (w_dims, w_elem) = dims(s.weight).ok_or_else(|| refuse("dynamic-shapes", "weight"))?;
-        let (out_dims, out_elem) = dims(s.output).ok_or_else(|| refuse("dynamic-shapes", "matmul rows"))?;
-        let (in_dims, in_elem) = dims(input).ok_or_else(|| refuse("dynamic-shapes", "matmul input"))?;
-        if w_dims.len() != 3 || w_dims[0] != experts || in_dims.len() != 2 || in_dims[1] != w_dims[2] || out_dims != [t * k, w_dims[1]] || in_elem != w_elem || out_elem != w_elem {
-            return Err(refuse("row-local-chain", "a per-slot matmul's shapes are not (e, out, in) x (rows, in) -> (rows, out)"));
+        let clone = clone_before(op, sum, &map)?;
+        for index in 0..op.result_count() {
+            if let (Ok(old), Ok(new)) = (op.result(index), clone.result(index)) {
+                map.push((old.into(), new.into()));
+            }
         }
-        let wt = tensor_type(&[w_dims[0], w_dims[2], w_dims[1]], &w_elem);
-        let text = format!(
-            "func.func @gmm(%x: {}, %w: {}, %gl: {counts_type}) -> {} {{\n  %e = tensor.empty() : {wt}\n  %wt = linalg.transpose ins(%w : {}) outs(%e : {wt}) permutation = [0, 2, 1]\n  %y = \"npu.grouped_matmul\"(%x, %wt, %gl) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0>}} : ({}, {wt}, {counts_type}) -> {}\n  return %y : {}\n}}",
-            tensor_type(&in_dims, &in_elem),
-            tensor_type(&w_dims, &w_elem),
-            tensor_type(&out_dims, &out_elem),
-            tensor_type(&w_dims, &w_elem),
-            tensor_type(&in_dims, &in_elem),
-            tensor_type(&out_dims, &out_elem),
-            tensor_type(&out_dims, &out_elem)
-        );
-        let y = splice(context, sum, &text, &[input, s.weight, counts]).map_err(|e| refuse("internal", e.to_string()))?;
-        map.push((s.output, y[0]));
     }
     let rows = map
         .iter()

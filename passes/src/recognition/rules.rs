@@ -75,6 +75,12 @@ pub fn rules() -> Vec<Rewrite<Moe, MoeFacts>> {
         rewrite!("dequant-is-quantized-gmm";
             "(mul (mul (cast (gmm ?x ?w ?gl ?t) t:f32) (gather ?s (sortvals ?ids))) (unsqueeze ?pts 1))"
             => "(qgmm ?x ?w ?gl ?t ?s ?pts)" if dequant_operands),
+        rewrite!("expert-bias-is-gmm-bias";
+            "(add (gmm ?x ?w ?gl ?t) (gather ?b (sortvals ?ids)))" => "(bgmm ?x ?w ?gl ?t ?b ?ids)" if expert_bias),
+        rewrite!("expert-bias-is-gmm-bias-commuted";
+            "(add (gather ?b (sortvals ?ids)) (gmm ?x ?w ?gl ?t))" => "(bgmm ?x ?w ?gl ?t ?b ?ids)" if expert_bias),
+        rewrite!("biased-group-list-cast-keeps-values";
+            "(bgmm ?x ?w (cast ?g ?t) ?k ?b ?i)" => "(bgmm ?x ?w ?g ?k ?b ?i)" if integer("?g")),
         rewrite!("shared-expert-add-is-shared-input";
             "(add (wcombine ?p ?y ?wf) ?sh)" => "(wcombine-shared ?p ?y ?wf ?sh)" if shared_input_bf16),
     ];
@@ -158,6 +164,21 @@ fn dequant_operands(graph: &mut MoeGraph, class: Id, subst: &Subst) -> bool {
         };
         fail(graph, "dequant-is-quantized-gmm", "dequant-operands", class,
             format!("x {}, weight {}, scale {}, per-row scale {}", show(&x), show(&w), show(&s), show(&pts)))
+    }
+}
+
+/// `bias[sorted ids]` added to a grouped matmul's rows is its per-expert bias: `bias` is
+/// (experts, n) of the rows' element type.
+fn expert_bias(graph: &mut MoeGraph, class: Id, subst: &Subst) -> bool {
+    let (b, w, x) = (subst[var("?b")], subst[var("?w")], subst[var("?x")]);
+    let bias = graph[b].data.tensor.clone();
+    let weight = graph[w].data.tensor.clone();
+    let rows = graph[x].data.tensor.clone();
+    match (bias, weight, rows) {
+        (Some(b), Some(w), Some(x)) if w.dims.len() == 3 && b.dims == [w.dims[0], w.dims[2]] && b.elem == x.elem => true,
+        (b, _, _) => fail(graph, "expert-bias-is-gmm-bias", "expert-bias-shape", class,
+            format!("the added {} is not an (experts, n) bias of the rows' type",
+                b.map(|b| format!("{:?}x{}", b.dims, b.elem)).unwrap_or_else(|| "?".into()))),
     }
 }
 

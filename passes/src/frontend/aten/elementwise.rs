@@ -162,6 +162,36 @@ pub fn lower<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<
                 })
             })?
         }
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let bound = |index: usize| -> Result<Option<f64>, String> {
+                if index >= op.operand_count() {
+                    return Ok(None);
+                }
+                match TorchValue::of(op.operand(index).map_err(|_| format!("operand {index} is missing"))?) {
+                    TorchValue::None => Ok(None),
+                    TorchValue::Int(v) => Ok(Some(v as f64)),
+                    TorchValue::Float(v) => Ok(Some(v)),
+                    _ => Err(format!("clamp bound {index} is not a constant number")),
+                }
+            };
+            let (lo, hi) = match short {
+                "clamp_min" => (bound(1)?, None),
+                "clamp_max" => (None, bound(1)?),
+                _ => (bound(1)?, bound(2)?),
+            };
+            build(op, vec![input(op, 0)?], move |b, v| {
+                let mut x = v[0].clone();
+                if let Some(lo) = lo {
+                    let c = b.constant(lo);
+                    x = b.binary("arith.maximumf", "arith.maxsi", &x, &c);
+                }
+                if let Some(hi) = hi {
+                    let c = b.constant(hi);
+                    x = b.binary("arith.minimumf", "arith.minsi", &x, &c);
+                }
+                Ok(x)
+            })?
+        }
         "pow.Tensor_Scalar" => {
             let exponent = scalar(op, 1)?;
             build(op, vec![input(op, 0)?], move |b, v| {
@@ -213,9 +243,43 @@ pub fn lower<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<
     Ok(Some(lowered))
 }
 
+/// `arange.start_step(start, end, step, ...)` (and `arange.start`, `arange`): `start + i * step`
+/// over the static result.
+fn arange<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String> {
+    let (start, step) = match name {
+        "torch.aten.arange" => (0.0, 1.0),
+        "torch.aten.arange.start" => (scalar(op, 0)?, 1.0),
+        _ => (scalar(op, 0)?, scalar(op, 2)?),
+    };
+    let out = result_type(op)?;
+    if out.rank() != 1 {
+        return Err(format!("arange of type {}", out.r#type()));
+    }
+    let mut snippet = Snippet::new();
+    let empty = snippet.empty(&out);
+    let e = &out.elem;
+    let (start_text, step_text, mul, add, from_index) = if is_float(e) {
+        (format!("{start:.17e}"), format!("{step:.17e}"), "arith.mulf", "arith.addf", format!("%i64 = arith.index_cast %i : index to i64
+      %iv = arith.sitofp %i64 : i64 to {e}"))
+    } else {
+        (format!("{}", start as i64), format!("{}", step as i64), "arith.muli", "arith.addi", format!("%iv = arith.index_cast %i : index to {e}"))
+    };
+    let name = snippet.fresh("ar");
+    snippet.line(&format!(
+        "{name} = linalg.generic {{indexing_maps = [{}], iterator_types = [\"parallel\"]}} outs({empty} : {}) {{\n    ^bb0(%out: {e}):\n      %i = linalg.index 0 : index\n      {from_index}\n      %start = arith.constant {start_text} : {e}\n      %step = arith.constant {step_text} : {e}\n      %m = {mul} %iv, %step : {e}\n      %v = {add} %start, %m : {e}\n      linalg.yield %v : {e}\n    }} -> {}",
+        identity_map(1),
+        out.r#type(),
+        out.r#type()
+    ));
+    Lowered::single(op, snippet, name, &out)
+}
+
 /// `prim.NumToTensor.Scalar(n)`, `aten.scalar_tensor(n, dtype, ...)` and `aten.full(size, n,
 /// dtype, ...)`: a constant tensor.
 fn number_to_tensor<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<Lowered<'c, 'a>>, String> {
+    if matches!(name, "torch.aten.arange.start_step" | "torch.aten.arange.start" | "torch.aten.arange") {
+        return arange(name, op).map(Some);
+    }
     let value_index = match name {
         "torch.prim.NumToTensor.Scalar" | "torch.aten.scalar_tensor" => 0,
         "torch.aten.full" => 1,

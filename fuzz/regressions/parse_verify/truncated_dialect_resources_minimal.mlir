@@ -1,0 +1,5 @@
+module {}
+{-#
+  dialect_resources: {
+    builtin: {
+      blob: "0x04000000ABCDEF
