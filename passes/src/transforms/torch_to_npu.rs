@@ -118,6 +118,50 @@ struct Mapper<'c> {
     context: &'c Context,
 }
 
+/// The operands of one npu op being written: each present one bound to a snippet argument
+/// (`%aN`), with its type, and the `operandSegmentSizes` of the optional ones.
+#[derive(Default)]
+struct Operands<'c, 'a> {
+    args: Vec<Value<'c, 'a>>,
+    names: Vec<String>,
+    types: Vec<String>,
+    segments: Vec<&'static str>,
+}
+
+impl<'c, 'a> Operands<'c, 'a> {
+    /// A present operand, spelled `name` in the body (an argument, or a value computed from one).
+    fn push_named(&mut self, value: Value<'c, 'a>, name: String, r#type: String) {
+        self.args.push(value);
+        self.names.push(name);
+        self.types.push(r#type);
+        self.segments.push("1");
+    }
+
+    /// A present operand used as it is.
+    fn push(&mut self, value: Value<'c, 'a>) {
+        let name = format!("%a{}", self.args.len());
+        self.push_named(value, name, type_of(value));
+    }
+
+    /// An optional operand: absent ones only count in the segment sizes.
+    fn optional(&mut self, value: Option<Value<'c, 'a>>) {
+        match value {
+            Some(v) => self.push(v),
+            None => self.segments.push("0"),
+        }
+    }
+
+    /// `(%a0, ...) {..., operandSegmentSizes = ...} : (types) -> result`, around `attributes`.
+    fn call(&self, op: &str, attributes: &str, result: &str) -> String {
+        format!(
+            "\"{op}\"({}) {{{attributes}, operandSegmentSizes = array<i32: {}>}} : ({}) -> {result}",
+            self.names.join(", "),
+            self.segments.join(", "),
+            self.types.join(", ")
+        )
+    }
+}
+
 /// The results an op's users see: list-returning ops (npu_grouped_matmul) are unpacked.
 fn unpacked_results<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Option<(Vec<Value<'c, 'a>>, Option<OperationRef<'c, 'a>>)> {
     let result: Value = op.result(0).ok()?.into();
@@ -214,59 +258,42 @@ impl<'c> Mapper<'c> {
             return Err(format!("it returns {} tensors", results.len()));
         }
         let out = results[0];
-        let mut args = vec![x, w, gl];
         let mut body = String::new();
+        let mut operands = Operands::default();
+        operands.push(x);
+        operands.push(w);
         let gl_text = Self::group_list_i64(2, gl, &mut body)?;
-        let mut operands = vec!["%a0".to_string(), "%a1".to_string(), gl_text];
-        let mut types = vec![type_of(x), type_of(w), type_of(gl).replace("xi32>", "xi64>")];
-        let mut segments = vec![1, 1, 1];
+        operands.push_named(gl, gl_text, type_of(gl).replace("xi32>", "xi64>"));
         for value in [scale, pts, bias] {
-            match value {
-                Some(v) => {
-                    operands.push(format!("%a{}", args.len()));
-                    types.push(type_of(v));
-                    args.push(v);
-                    segments.push(1);
-                }
-                None => segments.push(0),
-            }
+            operands.optional(value);
         }
-        let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
         body.push_str(&format!(
-            "  %y = \"npu.grouped_matmul\"({}) {{group_list_type = {group_list_type} : i64, operandSegmentSizes = array<i32: {}>}} : ({}) -> {}\n",
-            operands.join(", "), segments.join(", "), types.join(", "), type_of(out)
+            "  %y = {}\n",
+            operands.call("npu.grouped_matmul", &format!("group_list_type = {group_list_type} : i64"), &type_of(out))
         ));
-        let text = Self::function_text(&args, &[type_of(out)], &body, &["%y"]);
-        self.replace(op, &text, &args, &[out])?;
+        let text = Self::function_text(&operands.args, &[type_of(out)], &body, &["%y"]);
+        self.replace(op, &text, &operands.args, &[out])?;
         Ok(unpack.into_iter().collect())
     }
 
     fn npu_moe_finalize_routing<'a>(&self, op: OperationRef<'c, 'a>) -> Result<(), String> {
         let operand = |i: usize| op.operand(i).map_err(|_| format!("operand {i}"));
         let rows = TorchValue::of(operand(0)?).tensor().ok_or("rows are not a tensor")?;
-        let mut args = vec![rows];
-        let mut segments = vec!["1".to_string()];
+        let mut operands = Operands::default();
+        operands.push(rows);
         for index in 1..=6 {
             let value = optional_tensor(operand(index)?).map_err(|_| format!("operand {index} is not a tensor"))?;
-            match value {
-                Some(v) => {
-                    args.push(v);
-                    segments.push("1".into());
-                }
-                None if index == 5 => return Err("expanded_src_to_dst_row is None".into()),
-                None => segments.push("0".into()),
+            if index == 5 && value.is_none() {
+                return Err("expanded_src_to_dst_row is None".into());
             }
+            operands.optional(value);
         }
         let mode = TorchValue::of(operand(7)?).int().unwrap_or(0);
         let out: Value = op.result(0).map_err(|_| "result")?.into();
-        let names: Vec<String> = (0..args.len()).map(|i| format!("%a{i}")).collect();
-        let types: Vec<String> = args.iter().map(|a| type_of(*a)).collect();
-        let body = format!(
-            "  %out = \"npu.moe_finalize_routing\"({}) {{drop_pad_mode = {mode} : i64, operandSegmentSizes = array<i32: {}>, {SPELLING_ATTRIBUTE} = \"torch_npu.npu_moe_finalize_routing\"}} : ({}) -> {}\n",
-            names.join(", "), segments.join(", "), types.join(", "), type_of(out)
-        );
-        let text = Self::function_text(&args, &[type_of(out)], &body, &["%out"]);
-        self.replace(op, &text, &args, &[out])
+        let attributes = format!("drop_pad_mode = {mode} : i64, {SPELLING_ATTRIBUTE} = \"torch_npu.npu_moe_finalize_routing\"");
+        let body = format!("  %out = {}\n", operands.call("npu.moe_finalize_routing", &attributes, &type_of(out)));
+        let text = Self::function_text(&operands.args, &[type_of(out)], &body, &["%out"]);
+        self.replace(op, &text, &operands.args, &[out])
     }
 
     fn npu_moe_init_routing_v2<'a>(&self, op: OperationRef<'c, 'a>) -> Result<(), String> {
@@ -321,18 +348,13 @@ impl<'c> Mapper<'c> {
 
     fn npu_gmmfr<'a>(&self, op: OperationRef<'c, 'a>) -> Result<(), String> {
         let operand = |i: usize| op.operand(i).map_err(|_| format!("operand {i}"));
-        let mut args = Vec::new();
-        let mut segments = Vec::new();
+        let mut operands = Operands::default();
         for index in 0..10 {
             let value = optional_tensor(operand(index)?).map_err(|_| format!("operand {index} is not a tensor"))?;
-            match value {
-                Some(v) => {
-                    args.push(v);
-                    segments.push("1");
-                }
-                None if index < 3 || index == 9 => return Err(format!("required operand {index} is None")),
-                None => segments.push("0"),
+            if value.is_none() && (index < 3 || index == 9) {
+                return Err(format!("required operand {index} is None"));
             }
+            operands.optional(value);
         }
         let dtype = TorchValue::of(operand(10)?).int().unwrap_or(0);
         let weight = match TorchValue::of(operand(11)?) {
@@ -344,16 +366,14 @@ impl<'c> Mapper<'c> {
         let output_bs = TorchValue::of(operand(13)?).int().unwrap_or(0);
         let group_list_type = TorchValue::of(operand(14)?).int().unwrap_or(1);
         let out: Value = op.result(0).map_err(|_| "result")?.into();
-        let names: Vec<String> = (0..args.len()).map(|i| format!("%a{i}")).collect();
-        let types: Vec<String> = args.iter().map(|a| type_of(*a)).collect();
         // torch's ScalarType codes for the output: 6 = float32 (the kernel's only output).
         let dtype = if dtype == 6 { 0 } else { dtype };
-        let body = format!(
-            "  %out = \"npu.grouped_matmul_finalize_routing\"({}) {{dtype = {dtype} : i64, shared_input_weight = {weight:.9e} : f32, shared_input_offset = {offset} : i64, output_bs = {output_bs} : i64, group_list_type = {group_list_type} : i64, operandSegmentSizes = array<i32: {}>}} : ({}) -> {}\n",
-            names.join(", "), segments.join(", "), types.join(", "), type_of(out)
+        let attributes = format!(
+            "dtype = {dtype} : i64, shared_input_weight = {weight:.9e} : f32, shared_input_offset = {offset} : i64, output_bs = {output_bs} : i64, group_list_type = {group_list_type} : i64"
         );
-        let text = Self::function_text(&args, &[type_of(out)], &body, &["%out"]);
-        self.replace(op, &text, &args, &[out])
+        let body = format!("  %out = {}\n", operands.call("npu.grouped_matmul_finalize_routing", &attributes, &type_of(out)));
+        let text = Self::function_text(&operands.args, &[type_of(out)], &body, &["%out"]);
+        self.replace(op, &text, &operands.args, &[out])
     }
 
     fn npu_format_cast<'a>(&self, op: OperationRef<'c, 'a>) -> Result<(), String> {
