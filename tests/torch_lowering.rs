@@ -304,6 +304,63 @@ fn cases() -> Vec<Case> {
         // rows 3, 3, 0 = [9,10,11],[9,10,11],[0,1,2]; columns 2, 0.
         expected: f32s(&[3, 2], vec![11., 9., 11., 9., 2., 0.]),
     });
+    // Stable sort (ties keep their order), descending, then 10 * value + index; cumsum of that.
+    out.push(Case {
+        name: "sort.stable descending + cumsum",
+        text: torch_function(
+            &["!torch.vtensor<[6],si64>"],
+            "!torch.vtensor<[6],si64>",
+            &format!(
+                "  %t = \"torch.constant.bool\"() <{{value = true}}> : () -> !torch.bool\n{}  %s:2 = \"torch.operator\"(%arg0, %t, %d, %t) <{{name = \"torch.aten.sort.stable\"}}> : (!torch.vtensor<[6],si64>, !torch.bool, !torch.int, !torch.bool) -> (!torch.vtensor<[6],si64>, !torch.vtensor<[6],si64>)\n  %k = \"torch.constant.int\"() <{{value = 10 : i64}}> : () -> !torch.int\n  %v10 = \"torch.aten.mul.Scalar\"(%s#0, %k) : (!torch.vtensor<[6],si64>, !torch.int) -> !torch.vtensor<[6],si64>\n  %one = \"torch.constant.int\"() <{{value = 1 : i64}}> : () -> !torch.int\n  %both = \"torch.aten.add.Tensor\"(%v10, %s#1, %one) : (!torch.vtensor<[6],si64>, !torch.vtensor<[6],si64>, !torch.int) -> !torch.vtensor<[6],si64>\n  %none = \"torch.constant.none\"() : () -> !torch.none\n  %z = \"torch.constant.int\"() <{{value = 0 : i64}}> : () -> !torch.int\n  %out = \"torch.aten.cumsum\"(%both, %z, %none) : (!torch.vtensor<[6],si64>, !torch.int, !torch.none) -> !torch.vtensor<[6],si64>",
+                int("d", -1)
+            ),
+        ),
+        // [2, 0, 2, 1, 0, 2] descending, stable: values 2,2,2,1,0,0 at indices 0,2,5,3,1,4;
+        // 10 * value + index = 20, 22, 25, 13, 1, 4; prefix sums 20, 42, 67, 80, 81, 85.
+        args: vec![Tensor::from_i64(vec![6], vec![2, 0, 2, 1, 0, 2]).unwrap()],
+        expected: Tensor::from_i64(vec![6], vec![20, 42, 67, 80, 81, 85]).unwrap(),
+    });
+
+    // bincount (a value past minlength is skipped) + cumsum, and histc over [0, 3] (3.0 lands
+    // in the last bin, -1.0 outside is skipped).
+    out.push(Case {
+        name: "bincount + histc",
+        text: torch_function(
+            &["!torch.vtensor<[5],si64>", "!torch.vtensor<[5],f32>"],
+            "!torch.vtensor<[3],f32>",
+            &format!(
+                "  %none = \"torch.constant.none\"() : () -> !torch.none\n{}  %b = \"torch.aten.bincount\"(%arg0, %none, %three) : (!torch.vtensor<[5],si64>, !torch.none, !torch.int) -> !torch.vtensor<[?],si64>\n  %z = \"torch.constant.int\"() <{{value = 0 : i64}}> : () -> !torch.int\n  %c = \"torch.aten.cumsum\"(%b, %z, %none) : (!torch.vtensor<[?],si64>, !torch.int, !torch.none) -> !torch.vtensor<[3],si64>\n  %f = \"torch.constant.int\"() <{{value = 6 : i64}}> : () -> !torch.int\n  %cf = \"torch.prims.convert_element_type\"(%c, %f) : (!torch.vtensor<[3],si64>, !torch.int) -> !torch.vtensor<[3],f32>\n  %h = \"torch.operator\"(%arg1, %three, %z, %three) <{{name = \"torch.aten.histc\"}}> : (!torch.vtensor<[5],f32>, !torch.int, !torch.int, !torch.int) -> !torch.vtensor<[3],f32>\n  %k = \"torch.constant.int\"() <{{value = 100 : i64}}> : () -> !torch.int\n  %h100 = \"torch.aten.mul.Scalar\"(%h, %k) : (!torch.vtensor<[3],f32>, !torch.int) -> !torch.vtensor<[3],f32>\n  %one = \"torch.constant.int\"() <{{value = 1 : i64}}> : () -> !torch.int\n  %out = \"torch.aten.add.Tensor\"(%cf, %h100, %one) : (!torch.vtensor<[3],f32>, !torch.vtensor<[3],f32>, !torch.int) -> !torch.vtensor<[3],f32>",
+                int("three", 3)
+            ),
+        ),
+        // bincount([2, 0, 2, 7, 1], 3) = [1, 1, 2] (7 skipped), cumsum [1, 2, 4];
+        // histc([0.5, 3.0, 1.0, -1.0, 2.9], 3, 0, 3) = [1, 1, 2]: 1 + 100, 2 + 100, 4 + 200.
+        args: vec![
+            Tensor::from_i64(vec![5], vec![2, 0, 2, 7, 1]).unwrap(),
+            f32s(&[5], vec![0.5, 3.0, 1.0, -1.0, 2.9]),
+        ],
+        expected: f32s(&[3], vec![101., 102., 204.]),
+    });
+
+    // index_put accumulating into zeros (-1 wraps to the last row), then overwriting (the later
+    // write of a repeated index wins).
+    out.push(Case {
+        name: "index_put (accumulate, overwrite) + zeros",
+        text: torch_function(
+            &["!torch.vtensor<[4],si64>", "!torch.vtensor<[4,2],f32>", "!torch.vtensor<[2],si64>", "!torch.vtensor<[2,2],f32>"],
+            "!torch.vtensor<[3,2],f32>",
+            "  %none = \"torch.constant.none\"() : () -> !torch.none\n  %t = \"torch.constant.bool\"() <{value = true}> : () -> !torch.bool\n  %f = \"torch.constant.bool\"() <{value = false}> : () -> !torch.bool\n  %three = \"torch.constant.int\"() <{value = 3 : i64}> : () -> !torch.int\n  %two = \"torch.constant.int\"() <{value = 2 : i64}> : () -> !torch.int\n  %shape = \"torch.prim.ListConstruct\"(%three, %two) : (!torch.int, !torch.int) -> !torch.list<int>\n  %zeros = \"torch.aten.zeros\"(%shape, %none, %none, %none, %none) : (!torch.list<int>, !torch.none, !torch.none, !torch.none, !torch.none) -> !torch.vtensor<[3,2],f32>\n  %l = \"torch.prim.ListConstruct\"(%arg0) : (!torch.vtensor<[4],si64>) -> !torch.list<optional<vtensor>>\n  %acc = \"torch.aten.index_put\"(%zeros, %l, %arg1, %t) : (!torch.vtensor<[3,2],f32>, !torch.list<optional<vtensor>>, !torch.vtensor<[4,2],f32>, !torch.bool) -> !torch.vtensor<[3,2],f32>\n  %l2 = \"torch.prim.ListConstruct\"(%arg2) : (!torch.vtensor<[2],si64>) -> !torch.list<optional<vtensor>>\n  %out = \"torch.aten.index_put\"(%acc, %l2, %arg3, %f) : (!torch.vtensor<[3,2],f32>, !torch.list<optional<vtensor>>, !torch.vtensor<[2,2],f32>, !torch.bool) -> !torch.vtensor<[3,2],f32>",
+        ),
+        // rows [1,2],[3,4],[5,6],[7,8] added at [2, 0, 2, -1]: row0 = [3,4], row2 = [13,16];
+        // then [9,9], [8,8] written at [1, 1]: row1 = [8,8].
+        args: vec![
+            Tensor::from_i64(vec![4], vec![2, 0, 2, -1]).unwrap(),
+            f32s(&[4, 2], vec![1., 2., 3., 4., 5., 6., 7., 8.]),
+            Tensor::from_i64(vec![2], vec![1, 1]).unwrap(),
+            f32s(&[2, 2], vec![9., 9., 8., 8.]),
+        ],
+        expected: f32s(&[3, 2], vec![3., 4., 8., 8., 13., 16.]),
+    });
     out
 }
 

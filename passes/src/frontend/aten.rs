@@ -5,6 +5,7 @@
 //! at compile time are refused with the reason, and stay as they are.
 
 pub mod contraction;
+pub mod counting;
 pub mod elementwise;
 pub mod indexing;
 pub mod shape;
@@ -363,6 +364,9 @@ pub fn lower<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Option<Lowered<'c, 
         return Ok(Some(lowered));
     }
     if let Some(lowered) = contraction::lower(&name, op)? {
+        return Ok(Some(lowered));
+    }
+    if let Some(lowered) = counting::lower(&name, op)? {
         return Ok(Some(lowered));
     }
     indexing::lower(&name, op)

@@ -17,7 +17,8 @@ pub fn builtin_element(dtype: &str) -> Option<&'static str> {
     })
 }
 
-/// `tensor<5x16xf32>` for `!torch.vtensor<[5,16],f32>` (`?` for a dynamic dim, `-1` in torch).
+/// `tensor<5x16xf32>` for `!torch.vtensor<[5,16],f32>` (`?` for a dynamic dim, printed `?` or
+/// `-1` by torch-mlir).
 /// `None` for any other type, an unknown shape or a dtype without a builtin equivalent.
 pub fn builtin_tensor(torch_type: &str) -> Option<String> {
     let inner = torch_type.strip_prefix("!torch.vtensor<[")?.strip_suffix('>')?;
@@ -25,6 +26,10 @@ pub fn builtin_tensor(torch_type: &str) -> Option<String> {
     let element = builtin_element(dtype.trim())?;
     let mut text = String::from("tensor<");
     for dim in dims.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if dim == "?" {
+            text.push_str("?x");
+            continue;
+        }
         match dim.parse::<i64>().ok()? {
             -1 => text.push('?'),
             d if d >= 0 => text.push_str(&d.to_string()),
@@ -47,6 +52,7 @@ mod tests {
         assert_eq!(builtin_tensor("!torch.vtensor<[10],si64>").as_deref(), Some("tensor<10xi64>"));
         assert_eq!(builtin_tensor("!torch.vtensor<[],bf16>").as_deref(), Some("tensor<bf16>"));
         assert_eq!(builtin_tensor("!torch.vtensor<[-1,4],si8>").as_deref(), Some("tensor<?x4xi8>"));
+        assert_eq!(builtin_tensor("!torch.vtensor<[?],si64>").as_deref(), Some("tensor<?xi64>"));
     }
 
     #[test]

@@ -274,18 +274,22 @@ fn arange<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c
     Lowered::single(op, snippet, name, &out)
 }
 
-/// `prim.NumToTensor.Scalar(n)`, `aten.scalar_tensor(n, dtype, ...)` and `aten.full(size, n,
-/// dtype, ...)`: a constant tensor.
+/// `prim.NumToTensor.Scalar(n)`, `aten.scalar_tensor(n, dtype, ...)`, `aten.full(size, n, ...)`,
+/// `full_like`, `zeros`/`ones` (and `_like`, `new_`) and `empty*`: a constant tensor of the result
+/// type.
 fn number_to_tensor<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<Lowered<'c, 'a>>, String> {
     if matches!(name, "torch.aten.arange.start_step" | "torch.aten.arange.start" | "torch.aten.arange") {
         return arange(name, op).map(Some);
     }
-    let value_index = match name {
-        "torch.prim.NumToTensor.Scalar" | "torch.aten.scalar_tensor" => 0,
-        "torch.aten.full" => 1,
+    let v = match name {
+        "torch.prim.NumToTensor.Scalar" | "torch.aten.scalar_tensor" => scalar(op, 0)?,
+        "torch.aten.full" | "torch.aten.full_like" | "torch.aten.new_full" => scalar(op, 1)?,
+        // Uninitialized memory in torch; zeros here (one valid content, and deterministic).
+        "torch.aten.empty_strided" | "torch.aten.empty.memory_format" | "torch.aten.empty_like" | "torch.aten.new_empty"
+        | "torch.aten.zeros" | "torch.aten.zeros_like" | "torch.aten.new_zeros" => 0.0,
+        "torch.aten.ones" | "torch.aten.ones_like" | "torch.aten.new_ones" => 1.0,
         _ => return Ok(None),
     };
-    let v = scalar(op, value_index)?;
     let out = result_type(op)?;
     let mut snippet = Snippet::new();
     let literal = if is_float(&out.elem) {
