@@ -602,6 +602,38 @@ def fx_quant_a8w8_int32_dequant() -> Fixture:
         notes=[DECOMP_NOTE])
 
 
+def fx_quant_a8w8_weight_in_pertoken() -> Fixture:
+    t, k_top, e, hdim, n = 6, 2, 4, 32, 16
+
+    class Module(nn.Module):
+        def forward(self, x, topk_ids, topk_w, w, scale, pertoken_scale):
+            flat = topk_ids.flatten()
+            perm = torch.argsort(flat, stable=True)
+            token_idx = perm // k_top
+            sorted_ids = flat[perm]
+            x_sorted = x[token_idx]
+            w_sorted = topk_w.flatten()[perm]
+            group_list = torch.cumsum(torch.bincount(sorted_ids, minlength=e), 0)
+            acc = torch.ops.npu.npu_grouped_matmul(
+                [x_sorted], [w], group_list=group_list, split_item=3, group_type=0,
+                group_list_type=0)[0]                                              # int32
+            # The router weight folded into the per-token scale before the broadcast.
+            out = acc.to(torch.float32) * scale[sorted_ids] * (pertoken_scale * w_sorted)[:, None]
+            return torch.zeros(t, n).scatter_add(0, token_idx[:, None].expand(-1, n), out)
+
+    ids, tw = topk_routing(t, e, k_top)
+    args = [rand_i8(t, hdim), ids, tw, rand_i8(e, hdim, n), pos_scale(e, n),
+            pos_scale(t * k_top, base=0.1)]
+    return Fixture(
+        Module(), args, ["x", "topk_ids", "topk_weights", "w", "scale", "pertoken_scale"],
+        "positive", "argsort(stable) + x[perm // K] + bincount/cumsum + npu_grouped_matmul(int8 -> "
+        "int32) + .to(f32) * scale[sorted_ids] * (pertoken_scale * w_sorted)[:, None] + "
+        "zeros.scatter_add", "f32", True,
+        "Quantized spelling with the router weight folded into the per-token scale, combined "
+        "with scatter_add.",
+        notes=[DECOMP_NOTE])
+
+
 # ---------------------------------------------------------------------------------------------
 # Positive fixtures: torchtitan-style plain aten
 # ---------------------------------------------------------------------------------------------
@@ -1014,6 +1046,7 @@ FIXTURES: dict[str, Callable[[], Fixture]] = {
     "npu_float_mode0": fx_npu_float_mode0,
     "npu_gmmfr_direct": fx_npu_gmmfr_direct,
     "quant_a8w8_int32_dequant": fx_quant_a8w8_int32_dequant,
+    "quant_a8w8_weight_in_pertoken": fx_quant_a8w8_weight_in_pertoken,
     "titan_index_add_f32": fx_titan_index_add_f32,
     "titan_scatter_add_f32": fx_titan_scatter_add_f32,
     "titan_index_put_f32": fx_titan_index_put_f32,

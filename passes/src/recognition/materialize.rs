@@ -75,7 +75,9 @@ struct Parts<'c, 'a> {
     routed_source: Option<Value<'c, 'a>>,
     routed_copies: Vec<Value<'c, 'a>>,
     perm_values: Vec<Value<'c, 'a>>,
-    rows: Value<'c, 'a>,
+    rows: Option<Value<'c, 'a>>,
+    /// The rows' dims and element type (from the e-graph's facts).
+    rows_shape: Option<(Vec<i64>, String)>,
     quantized: Option<(Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>)>,
     /// A grouped matmul plus a per-expert bias: (x, weight, bias).
     biased: Option<(Value<'c, 'a>, Value<'c, 'a>, Value<'c, 'a>)>,
@@ -159,8 +161,14 @@ fn find_parts<'c: 'a, 'a>(
     if let Some(c) = cumsum {
         group_lists.extend(dataflow.values_in(c));
     }
-    let rows = first_value(dataflow, rows_class)
-        .ok_or_else(|| refuse("rows-not-from-grouped-matmul", "the rows are not a value of the function"))?;
+    // The rows as a value of the function; a quantized or biased matmul is written anew, so its
+    // rows need not exist (e.g. when the router weight was folded into the per-token scale).
+    let rows = first_value(dataflow, rows_class);
+    let rows_shape = graph[rows_class]
+        .data
+        .tensor
+        .as_ref()
+        .and_then(|t| t.dims.iter().map(|d| i64::try_from(*d).ok()).collect::<Option<Vec<i64>>>().map(|d| (d, t.elem.clone())));
     let quantized = match dequant {
         None => None,
         Some((scale, pts)) => {
@@ -231,6 +239,7 @@ fn find_parts<'c: 'a, 'a>(
         routed_copies,
         perm_values: dataflow.values_in(combine.perm),
         rows,
+        rows_shape,
         quantized,
         biased,
         sorted_values: graph.lookup(Moe::SortVals(flat_ids)).map(|c| dataflow.values_in(c)).unwrap_or_default(),
@@ -344,7 +353,11 @@ pub fn materialize<'c: 'a, 'a>(
     }
 
     // The rows: the existing grouped matmul, or a quantized one replacing int32 + dequant.
-    let (rows_dims, rows_elem) = dims_of(parts.rows).ok_or_else(|| refuse("dynamic-shapes", "rows"))?;
+    let (rows_dims, rows_elem) = match parts.rows {
+        Some(rows) => dims_of(rows),
+        None => parts.rows_shape.clone(),
+    }
+    .ok_or_else(|| refuse("dynamic-shapes", "rows"))?;
     let (rows, rows_elem) = match (parts.quantized, parts.biased) {
         (None, Some((x, w, b))) => {
             let types: Vec<String> = [x, w, counts, b].iter().map(|v| v.r#type().to_string()).collect();
@@ -356,7 +369,10 @@ pub fn materialize<'c: 'a, 'a>(
             let y = splice(context, root_op, &text, &[x, w, counts, b]).map_err(|e| refuse("internal", e.to_string()))?;
             (y[0], rows_elem)
         }
-        (None, None) => (parts.rows, rows_elem),
+        (None, None) => (
+            parts.rows.ok_or_else(|| refuse("rows-not-from-grouped-matmul", "the rows are not a value of the function"))?,
+            rows_elem,
+        ),
         (Some((x, w, scale, pts)), _) => {
             let types: Vec<String> = [x, w, counts, scale, pts].iter().map(|v| v.r#type().to_string()).collect();
             let out = tensor_type(&rows_dims, "bf16");

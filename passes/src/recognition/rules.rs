@@ -60,6 +60,9 @@ pub fn rules() -> Vec<Rewrite<Moe, MoeFacts>> {
         rewrite!("mul-commutes"; "(mul ?a ?b)" => "(mul ?b ?a)"),
         rewrite!("mul-associates-left"; "(mul (mul ?a ?b) ?c)" => "(mul ?a (mul ?b ?c))"),
         rewrite!("mul-associates-right"; "(mul ?a (mul ?b ?c))" => "(mul (mul ?a ?b) ?c)"),
+        // A per-row factor built as a product before the broadcast: (a * b)[:, None] ==
+        // a[:, None] * b[:, None] (e.g. router weights folded into the per-token scale).
+        rewrite!("unsqueeze-distributes-over-mul"; "(unsqueeze (mul ?a ?b) ?d)" => "(mul (unsqueeze ?a ?d) (unsqueeze ?b ?d))" if same_shape("?a", "?b")),
         rewrite!("add-commutes"; "(add ?a ?b)" => "(add ?b ?a)"),
         rewrite!("argsort-of-permutation-is-inverse"; "(sortperm ?p)" => "(invperm ?p)" if is_permutation("?p")),
         rewrite!("inverse-of-inverse-is-identity"; "(invperm (invperm ?p))" => "?p"),
@@ -94,6 +97,15 @@ pub fn rules() -> Vec<Rewrite<Moe, MoeFacts>> {
 /// The names of every rule, in order.
 pub fn rule_names() -> Vec<String> {
     rules().iter().map(|r| r.name.to_string()).collect()
+}
+
+/// Both operands have the same known shape (no broadcasting between them).
+fn same_shape(a: &str, b: &str) -> impl Fn(&mut MoeGraph, Id, &Subst) -> bool {
+    let (a, b) = (var(a), var(b));
+    move |graph, _class, subst| {
+        let dims = |id: Id| graph[id].data.tensor.as_ref().map(|t| t.dims.clone());
+        matches!((dims(subst[a]), dims(subst[b])), (Some(x), Some(y)) if x == y)
+    }
 }
 
 /// A group list converted between integer types keeps its values (counts fit any of them).
