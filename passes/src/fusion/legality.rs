@@ -44,8 +44,11 @@ pub struct FusionOptions {
 
 /// Where the rewrite gets gidx (permuted row -> flat source index).
 pub enum GidxSource<'c, 'a> {
-    /// An existing `npu.moe_init_routing` with row_idx_type 1 on the same inputs.
-    Existing(Value<'c, 'a>),
+    /// An existing `npu.moe_init_routing` with row_idx_type 1 on the same inputs (its gidx), and
+    /// the routing of the inverse map when that becomes a duplicate after the rewrite (its inverse
+    /// dies with the finalize op, and the existing routing comes before every other use of its
+    /// expanded rows and counts, which it then serves).
+    Existing(Value<'c, 'a>, Option<OperationRef<'c, 'a>>),
     /// The routing op that produced the inverse; its inverse result has no other use, so the
     /// rewrite replaces it with the same routing producing gidx (row_idx_type 1).
     RetypeRouting(OperationRef<'c, 'a>),
@@ -249,7 +252,7 @@ pub fn decide<'c, 'a>(root: OperationRef<'c, 'a>, options: &FusionOptions) -> De
                     Ok(()) => match gidx_source(routing, inverse, &index_chain, root) {
                         Ok((source, note)) => {
                             notes.push(note);
-                            if let (GidxSource::Existing(g), Some(k)) = (&source, top_k) {
+                            if let (GidxSource::Existing(g, _), Some(k)) = (&source, top_k) {
                                 row_index = existing_row_index(*g, k);
                                 if row_index.is_some() {
                                     notes.push("reused the existing gidx // K as row_index".to_string());
@@ -523,9 +526,25 @@ fn gidx_source<'c, 'a>(
                 ));
             }
             if let Ok(result) = candidate.result(1) {
+                let dies = users(inverse).len() == 1
+                    && chain.iter().all(|op| op.result(0).ok().is_some_and(|r| users(r.into()).len() == 1));
+                // The existing routing's results must dominate every other use of the duplicate's.
+                let earlier = candidate.block() == routing.block()
+                    && [0, 2].iter().all(|i| {
+                        routing.result(*i).is_ok_and(|r| {
+                            users(r.into())
+                                .iter()
+                                .all(|u| u.block() == candidate.block() && candidate.is_before_in_block(*u))
+                        })
+                    });
+                let duplicate = (dies && earlier).then_some(routing);
                 return Ok((
-                    GidxSource::Existing(result.into()),
-                    "gidx from the existing row_idx_type 1 routing".to_string(),
+                    GidxSource::Existing(result.into(), duplicate),
+                    if duplicate.is_some() {
+                        "gidx from the existing row_idx_type 1 routing, which also replaces the duplicate inverse routing".to_string()
+                    } else {
+                        "gidx from the existing row_idx_type 1 routing".to_string()
+                    },
                 ));
             }
         }

@@ -3,7 +3,7 @@
 //! when needed, the fused op, and the cast back to the finalize op's element type.
 
 use super::legality::{GidxSource, Plan};
-use gmmfr_dialect::graph::users;
+use gmmfr_dialect::graph::{producer, users};
 use gmmfr_dialect::schema;
 use gmmfr_dialect::types::{Elem, TensorInfo};
 use melior::ir::{
@@ -112,7 +112,7 @@ pub fn materialize<'c>(
 
     // gidx.
     let (gidx, old_routing) = match &plan.gidx {
-        GidxSource::Existing(value) => (*value, None),
+        GidxSource::Existing(value, duplicate) => (*value, *duplicate),
         GidxSource::RetypeRouting(routing) => {
             rewriter.set_insertion_point_before(*routing);
             let mut attributes = Vec::new();
@@ -354,6 +354,14 @@ pub fn materialize<'c>(
         erase_if_dead(rewriter, *op);
     }
     if let Some(routing) = old_routing {
+        // A duplicate of the existing routing: its expanded rows and counts are the existing one's.
+        if let GidxSource::Existing(value, Some(_)) = &plan.gidx
+            && let Some((existing, _)) = producer(*value)
+        {
+            for index in [0, 2] {
+                rewriter.replace_all_uses_with(result(routing, index)?, result(existing, index)?);
+            }
+        }
         erase_if_dead(rewriter, routing);
     }
     Ok(())
