@@ -349,6 +349,58 @@ fn clone_before<'c: 'a, 'a>(op: OperationRef<'c, 'a>, before: OperationRef<'c, '
     }
 }
 
+/// One stage as a grouped matmul on the sorted rows `input`: the weight transposed to (e, in, out)
+/// when the stage read it as (e, out, in), the routing's counts as the group list, and `bias`
+/// (an (e, n) table folded from `out + bias[ids]`) when given.
+#[allow(clippy::too_many_arguments)]
+fn stage_gmm<'c: 'a, 'a>(
+    context: &'c Context,
+    before: OperationRef<'c, 'a>,
+    s: &Stage<'c, 'a>,
+    input: Value<'c, 'a>,
+    counts: Value<'c, 'a>,
+    experts: u64,
+    rows: u64,
+    bias: Option<Value<'c, 'a>>,
+) -> Result<Value<'c, 'a>, Unmaterializable> {
+    let counts_type = counts.r#type().to_string();
+    let (w_dims, w_elem) = dims(s.weight).ok_or_else(|| refuse("dynamic-shapes", "weight"))?;
+    let (out_dims, out_elem) = dims(s.output).ok_or_else(|| refuse("dynamic-shapes", "matmul rows"))?;
+    let (in_dims, in_elem) = dims(input).ok_or_else(|| refuse("dynamic-shapes", "matmul input"))?;
+    if w_dims.len() != 3 {
+        return Err(refuse("row-local-chain", "a per-slot matmul's weight is not (experts, a, b)"));
+    }
+    let (k_in, n_out) = if s.transposed { (w_dims[2], w_dims[1]) } else { (w_dims[1], w_dims[2]) };
+    if w_dims[0] != experts || in_dims != [rows, k_in] || out_dims != [rows, n_out] || in_elem != w_elem || out_elem != w_elem {
+        return Err(refuse("row-local-chain", "a per-slot matmul's shapes do not match its weight"));
+    }
+    let (w_type, in_type, out_type) = (tensor_type(&w_dims, &w_elem), tensor_type(&in_dims, &in_elem), tensor_type(&out_dims, &out_elem));
+    let kn = tensor_type(&[experts, k_in, n_out], &w_elem);
+    let mut body = String::new();
+    let mut weight = "%w";
+    if s.transposed {
+        body.push_str(&format!(
+            "  %e = tensor.empty() : {kn}\n  %wt = linalg.transpose ins(%w : {w_type}) outs(%e : {kn}) permutation = [0, 2, 1]\n"
+        ));
+        weight = "%wt";
+    }
+    let mut params = format!("%x: {in_type}, %w: {w_type}, %gl: {counts_type}");
+    let mut args = vec![input, s.weight, counts];
+    let (bias_operand, bias_type, bias_segment) = match bias {
+        Some(table) => {
+            params.push_str(&format!(", %b: {}", table.r#type()));
+            args.push(table);
+            (", %b".to_string(), format!(", {}", table.r#type()), 1)
+        }
+        None => (String::new(), String::new(), 0),
+    };
+    body.push_str(&format!(
+        "  %y = \"npu.grouped_matmul\"(%x, {weight}, %gl{bias_operand}) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, {bias_segment}>}} : ({in_type}, {kn}, {counts_type}{bias_type}) -> {out_type}\n"
+    ));
+    let text = format!("func.func @gmm({params}) -> {out_type} {{\n{body}  return %y : {out_type}\n}}");
+    Ok(splice(context, before, &text, &args).map_err(|e| refuse("internal", e.to_string()))?[0])
+}
+
 /// Rewrites the per-slot layer combined by `sum` as routing + grouped matmuls on sorted rows +
 /// finalize, replacing the sum's result. The old per-slot ops are left for dead-code removal.
 pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spelling: &str) -> Result<(), Unmaterializable> {
@@ -463,43 +515,8 @@ pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spel
             Step::Stage(index) => {
                 let s = layer.stages[index];
                 let input = lookup(&map, s.input).ok_or_else(|| refuse("row-local-chain", "a matmul reads rows computed outside the layer"))?;
-                let (w_dims, w_elem) = dims(s.weight).ok_or_else(|| refuse("dynamic-shapes", "weight"))?;
-                let (out_dims, out_elem) = dims(s.output).ok_or_else(|| refuse("dynamic-shapes", "matmul rows"))?;
-                let (in_dims, in_elem) = dims(input).ok_or_else(|| refuse("dynamic-shapes", "matmul input"))?;
-                let (k_in, n_out) = if s.transposed { (w_dims.get(2), w_dims.get(1)) } else { (w_dims.get(1), w_dims.get(2)) };
-                if w_dims.len() != 3 || w_dims[0] != experts || in_dims.len() != 2 || Some(&in_dims[1]) != k_in
-                    || Some(&out_dims[..]) != n_out.map(|n| [t * k, *n]).as_ref().map(|a| &a[..]) || in_elem != w_elem || out_elem != w_elem
-                {
-                    return Err(refuse("row-local-chain", "a per-slot matmul's shapes do not match its weight"));
-                }
-                let kn = tensor_type(&[w_dims[0], *k_in.unwrap_or(&0), *n_out.unwrap_or(&0)], &w_elem);
                 let fold = folds.iter().find(|f| f.1 == index);
-                let mut body = String::new();
-                let mut weight = "%w".to_string();
-                if s.transposed {
-                    body.push_str(&format!(
-                        "  %e = tensor.empty() : {kn}\n  %wt = linalg.transpose ins(%w : {}) outs(%e : {kn}) permutation = [0, 2, 1]\n",
-                        tensor_type(&w_dims, &w_elem)
-                    ));
-                    weight = "%wt".into();
-                }
-                let mut params = format!("%x: {}, %w: {}, %gl: {counts_type}", tensor_type(&in_dims, &in_elem), tensor_type(&w_dims, &w_elem));
-                let mut args = vec![input, s.weight, counts];
-                let (bias_operand, bias_type, bias_segment) = match fold {
-                    Some((_, _, table)) => {
-                        params.push_str(&format!(", %b: {}", table.r#type()));
-                        args.push(*table);
-                        (", %b".to_string(), format!(", {}", table.r#type()), 1)
-                    }
-                    None => (String::new(), String::new(), 0),
-                };
-                let out_type = tensor_type(&out_dims, &out_elem);
-                body.push_str(&format!(
-                    "  %y = \"npu.grouped_matmul\"(%x, {weight}, %gl{bias_operand}) {{group_list_type = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, {bias_segment}>}} : ({}, {kn}, {counts_type}{bias_type}) -> {out_type}\n",
-                    tensor_type(&in_dims, &in_elem)
-                ));
-                let text = format!("func.func @gmm({params}) -> {out_type} {{\n{body}  return %y : {out_type}\n}}");
-                let y = splice(context, sum, &text, &args).map_err(|e| refuse("internal", e.to_string()))?[0];
+                let y = stage_gmm(context, sum, &s, input, counts, experts, t * k, fold.map(|f| f.2))?;
                 map.push((s.output, y));
                 if let Some((add, _, _)) = fold {
                     let added: Value = add.result(0).map_err(|_| refuse("internal", "add result"))?.into();
