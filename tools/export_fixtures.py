@@ -988,10 +988,10 @@ class _Logits(nn.Module):
         return self.model(input_ids=input_ids, use_cache=False).logits
 
 
-def _hf_whole_model(model: str) -> Fixture:
+def _hf_whole_model(model: str, layers: int = 3) -> Fixture:
     import transformers
 
-    common = dict(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+    common = dict(vocab_size=64, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
                   max_position_embeddings=64, use_cache=False, tie_word_embeddings=False)
     if model == "qwen3":
         cfg = transformers.Qwen3MoeConfig(intermediate_size=48, moe_intermediate_size=16,
@@ -999,7 +999,7 @@ def _hf_whole_model(model: str) -> Fixture:
                                           num_key_value_heads=2,
                                           decoder_sparse_step=1, mlp_only_layers=[], **common)
         cls = transformers.Qwen3MoeForCausalLM
-        layers_txt = "3 MoE layers"
+        layers_txt = f"{layers} MoE layers"
     else:
         cfg = transformers.DeepseekV3Config(intermediate_size=48, moe_intermediate_size=16,
                                             n_routed_experts=4, num_experts_per_tok=2,
@@ -1166,7 +1166,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="export only these fixtures")
     ap.add_argument("--list", action="store_true", help="list fixture names and exit")
+    ap.add_argument("--qwen3-layers", type=int, metavar="N",
+                    help="also offer hf_qwen3_model_grouped_NL, the whole-model export with N MoE "
+                         "layers (for the recognition benchmark; not committed)")
     opts = ap.parse_args(argv)
+    if opts.qwen3_layers:
+        FIXTURES[f"hf_qwen3_model_grouped_{opts.qwen3_layers}L"] = lambda: _hf_whole_model("qwen3", opts.qwen3_layers)
     if opts.list:
         print("\n".join(FIXTURES))
         return 0

@@ -38,15 +38,29 @@ pub struct CombineOutcome {
     pub message: String,
 }
 
-/// The limits of one saturation.
+/// The limits of one saturation, per combine candidate: a function with N candidates (a model
+/// with N MoE layers) may grow its e-graph to N times the nodes and take N times the time, since
+/// every layer brings its own dataflow. Iterations do not scale: the layers saturate side by side.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
-    /// Most e-nodes.
+    /// Most e-nodes, per candidate.
     pub nodes: usize,
     /// Most iterations (rounds of applying every rule).
     pub iterations: usize,
-    /// Most wall time.
+    /// Most wall time, per candidate.
     pub time: Duration,
+}
+
+impl Budget {
+    /// The limits for a function with `candidates` combine candidates.
+    pub fn for_candidates(self, candidates: usize) -> Budget {
+        let n = candidates.max(1);
+        Budget {
+            nodes: self.nodes.saturating_mul(n),
+            iterations: self.iterations,
+            time: self.time.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+    }
 }
 
 impl Default for Budget {
@@ -131,10 +145,16 @@ pub fn saturate(dataflow: &mut Dataflow<'_, '_>, budget: Budget) -> Saturation {
     saturation
 }
 
+/// The extraction of one saturated e-graph (costs computed once, for every root).
+pub type CombineExtractor<'g> = Extractor<'g, cost::BytesAndFlops<'g>, Moe, language::MoeFacts>;
+
+/// The extractor for `dataflow`'s saturated e-graph.
+pub fn extractor<'g>(dataflow: &'g Dataflow<'_, '_>) -> CombineExtractor<'g> {
+    Extractor::new(&dataflow.graph, cost::BytesAndFlops::new(&dataflow.graph))
+}
+
 /// The cheapest form of `class`, if it is a canonical weighted combine.
-pub fn extracted_combine(dataflow: &Dataflow<'_, '_>, class: Id) -> Option<Combine> {
-    let graph = &dataflow.graph;
-    let extractor = Extractor::new(graph, cost::BytesAndFlops::new(graph));
+pub fn extracted_combine(extractor: &CombineExtractor<'_>, class: Id) -> Option<Combine> {
     match extractor.find_best_node(class) {
         Moe::WCombine([perm, rows, weights]) => Some(Combine {
             perm: *perm,

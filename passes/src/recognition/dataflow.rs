@@ -31,7 +31,15 @@ pub struct Dataflow<'c, 'a> {
     pub values: Vec<(Value<'c, 'a>, Id)>,
     /// The combine-looking ops, in block order.
     pub candidates: Vec<Candidate<'c, 'a>>,
+    /// `values` by MLIR value (its handle), for constant-time lookups: a model has tens of
+    /// thousands of values.
+    index: std::collections::HashMap<usize, Id>,
     next_leaf: usize,
+}
+
+/// A map key for an MLIR value: its handle.
+fn key(value: Value<'_, '_>) -> usize {
+    value.to_raw().ptr as usize
 }
 
 fn facts_of(value: Value<'_, '_>) -> Option<TensorFacts> {
@@ -52,6 +60,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
             graph: MoeGraph::default(),
             values: Vec::new(),
             candidates: Vec::new(),
+            index: std::collections::HashMap::new(),
             next_leaf: 0,
         };
         let mut next = block.first_operation();
@@ -64,7 +73,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
 
     /// The e-class of `value`, adding it as a leaf if it was not seen.
     pub fn class_of(&mut self, value: Value<'c, 'a>) -> Id {
-        if let Some((_, id)) = self.values.iter().find(|(v, _)| *v == value) {
+        if let Some(id) = self.index.get(&key(value)) {
             return self.graph.find(*id);
         }
         let symbol = Symbol::from(format!("v{}", self.next_leaf));
@@ -73,8 +82,13 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
             self.graph.analysis.leaves.insert(symbol, facts);
         }
         let id = self.graph.add(Moe::Leaf(symbol));
-        self.values.push((value, id));
+        self.record(value, id);
         id
+    }
+
+    /// The e-class of `value`, if it was added.
+    pub fn class_lookup(&self, value: Value<'c, 'a>) -> Option<Id> {
+        self.index.get(&key(value)).map(|id| self.graph.find(*id))
     }
 
     /// Every MLIR value now in e-class `class`.
@@ -92,6 +106,7 @@ impl<'c: 'a, 'a> Dataflow<'c, 'a> {
     }
 
     fn record(&mut self, value: Value<'c, 'a>, id: Id) {
+        self.index.entry(key(value)).or_insert(id);
         self.values.push((value, id));
     }
 

@@ -6,7 +6,7 @@ use crate::recognition::dataflow::Dataflow;
 use crate::recognition::language::Moe;
 use crate::recognition::materialize::{erase_dead, materialize, position};
 use crate::recognition::per_slot;
-use crate::recognition::{Budget, Combine, CombineOutcome, extracted_combine, failures_under, holds_unweighted_combine, saturate};
+use crate::recognition::{Budget, Combine, CombineOutcome, extracted_combine, extractor, failures_under, holds_unweighted_combine, saturate};
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::graph::producer;
@@ -29,7 +29,7 @@ pub const INFO: PassInfo = PassInfo {
     options: &[
         PassOption {
             name: "max-nodes",
-            help: "e-graph node budget per function (default 20000)",
+            help: "e-graph node budget per combine candidate in a function (default 20000)",
         },
         PassOption {
             name: "max-iterations",
@@ -37,7 +37,7 @@ pub const INFO: PassInfo = PassInfo {
         },
         PassOption {
             name: "max-ms",
-            help: "saturation time per function in milliseconds (default 2000)",
+            help: "saturation time per combine candidate in a function, in milliseconds (default 2000)",
         },
     ],
 };
@@ -125,7 +125,8 @@ impl Pass for RecognizeMoeCombinePass {
             if dataflow.candidates.is_empty() {
                 continue;
             }
-            let saturation = saturate(&mut dataflow, self.budget);
+            let budget = self.budget.for_candidates(dataflow.candidates.len());
+            let saturation = saturate(&mut dataflow, budget);
             nodes += saturation.nodes as u64;
             iterations += saturation.iterations as u64;
             time += saturation.time;
@@ -162,14 +163,15 @@ impl Pass for RecognizeMoeCombinePass {
             }
             // Outermost first: a root covered by another root's combine is not rewritten twice.
             roots.sort_by_key(|(op, _, _)| std::cmp::Reverse(position(&block, *op)));
+            let extractor = extractor(&dataflow);
             let mut chosen: Vec<(OperationRef<'_, '_>, Value<'_, '_>, String, Combine)> = Vec::new();
             let mut covered = Vec::new();
             for (op, value, spelling) in roots {
-                let class = dataflow.class_of(value);
+                let Some(class) = dataflow.class_lookup(value) else { continue };
                 if covered.contains(&class) {
                     continue;
                 }
-                match extracted_combine(&dataflow, class) {
+                match extracted_combine(&extractor, class) {
                     Some(combine) => {
                         if combine.shared.is_some() {
                             if let Some(inner) = dataflow.graph.lookup(Moe::WCombine([combine.perm, combine.rows, combine.weights])) {
