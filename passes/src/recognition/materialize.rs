@@ -41,24 +41,21 @@ fn dims_of(value: Value<'_, '_>) -> Option<(Vec<i64>, String)> {
     Some((dims?, info.elem.to_string()))
 }
 
-/// Position of the op defining `value` in `block` (block arguments come first).
-fn defined_at(block: &BlockRef<'_, '_>, value: Value<'_, '_>) -> usize {
-    let Some((op, _)) = producer(value) else { return 0 };
-    position(block, op) + 1
+/// Block order of two ops of one block (MLIR caches each block's op order, so this is amortized
+/// constant time, unlike counting positions).
+pub fn block_order(a: OperationRef<'_, '_>, b: OperationRef<'_, '_>) -> std::cmp::Ordering {
+    if a == b {
+        std::cmp::Ordering::Equal
+    } else if a.is_before_in_block(b) {
+        std::cmp::Ordering::Less
+    } else {
+        std::cmp::Ordering::Greater
+    }
 }
 
-/// Index of `op` in `block` (`usize::MAX` if it is not there).
-pub fn position(block: &BlockRef<'_, '_>, op: OperationRef<'_, '_>) -> usize {
-    let mut index = 0;
-    let mut next = block.first_operation();
-    while let Some(current) = next {
-        if current == op {
-            return index;
-        }
-        index += 1;
-        next = current.next_in_block();
-    }
-    usize::MAX
+/// Whether `value` is computed after `op` (block arguments never are).
+fn defined_after(value: Value<'_, '_>, op: OperationRef<'_, '_>) -> bool {
+    producer(value).is_some_and(|(definer, _)| block_order(definer, op) == std::cmp::Ordering::Greater)
 }
 
 fn replace_all_uses(of: Value<'_, '_>, with: Value<'_, '_>) {
@@ -268,12 +265,11 @@ pub fn materialize<'c: 'a, 'a>(
         .perm_values
         .iter()
         .filter_map(|v| producer(*v).map(|(op, _)| op))
-        .min_by_key(|op| position(&block, *op))
+        .min_by(|a, b| block_order(*a, *b))
         .ok_or_else(|| refuse("permutation-not-a-sort", "the permutation is a function argument"))?;
-    let anchor_at = position(&block, anchor);
     let routed = parts.routed_source.unwrap_or(parts.weights);
     for (what, value) in [("the expert ids", parts.ids), ("the routed rows", routed)] {
-        if defined_at(&block, value) > anchor_at {
+        if defined_after(value, anchor) {
             return Err(refuse("routing-inputs-defined-late", format!("{what} are computed after the sort")));
         }
     }

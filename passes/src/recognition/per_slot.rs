@@ -15,7 +15,7 @@
 //! `row-local-chain` (only row-local ops between the matmuls), `weights-not-per-slot`.
 
 use super::SPELLING_ATTRIBUTE;
-use super::materialize::Unmaterializable;
+use super::materialize::{Unmaterializable, block_order};
 use crate::frontend::aten::tensor_type;
 use crate::frontend::splice::{splice, string_literal};
 use crate::frontend::torch_values::{TorchValue, torch_op_name};
@@ -431,12 +431,15 @@ pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spel
     // The sorted world: each row value of the layer -> its counterpart on the sorted rows.
     let mut map: Vec<(Value<'c, 'a>, Value<'c, 'a>)> = vec![(layer.x_rows, ex)];
     let lookup = |map: &[(Value<'c, 'a>, Value<'c, 'a>)], v: Value<'c, 'a>| map.iter().find(|(from, _)| *from == v).map(|(_, to)| *to);
-    let position = |op: OperationRef<'_, '_>| op.block().map_or(0, |b| super::materialize::position(&b, op));
 
     // A bias added to the last matmul's rows (`add(out, bias[ids])`, alpha 1, the matmul's only
     // use) becomes its grouped matmul's bias, when it is f32 (what the fused op takes). Other
     // biases stay separate adds, rounded as the model rounds them.
-    let last_stage = (0..layer.stages.len()).max_by_key(|i| producer(layer.stages[*i].output).map(|(op, _)| position(op)).unwrap_or(0));
+    let stage_op = |i: usize| producer(layer.stages[i].output).map(|(op, _)| op);
+    let last_stage = (0..layer.stages.len()).max_by(|a, b| match (stage_op(*a), stage_op(*b)) {
+        (Some(x), Some(y)) => block_order(x, y),
+        _ => std::cmp::Ordering::Equal,
+    });
     let param_table = |v: Value<'c, 'a>| layer.params.iter().find(|(g, _)| *g == v).map(|(_, t)| *t);
     let mut folds: Vec<(OperationRef<'c, 'a>, usize, Value<'c, 'a>)> = Vec::new();
     for op in &layer.chain {
@@ -501,14 +504,15 @@ pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spel
         Stage(usize),
         Op(OperationRef<'c, 'a>),
     }
-    let mut steps: Vec<(usize, Step<'c, 'a>)> = Vec::new();
-    for (index, s) in layer.stages.iter().enumerate() {
-        steps.push((producer(s.output).map(|(op, _)| position(op)).unwrap_or(0), Step::Stage(index)));
+    let mut steps: Vec<(OperationRef<'c, 'a>, Step<'c, 'a>)> = Vec::new();
+    for index in 0..layer.stages.len() {
+        let op = stage_op(index).ok_or_else(|| refuse("internal", "a stage has no defining op"))?;
+        steps.push((op, Step::Stage(index)));
     }
     for op in &layer.chain {
-        steps.push((position(*op), Step::Op(*op)));
+        steps.push((*op, Step::Op(*op)));
     }
-    steps.sort_by_key(|(at, _)| *at);
+    steps.sort_by(|(a, _), (b, _)| block_order(*a, *b));
     for (_, step) in steps {
         let op = match step {
             Step::Op(op) => op,

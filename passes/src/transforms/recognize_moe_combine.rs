@@ -4,7 +4,7 @@
 use crate::pass::{Pass, PassError, PassInfo, PassOption, PassOptions, PassOutcome, check_option_names};
 use crate::recognition::dataflow::Dataflow;
 use crate::recognition::language::Moe;
-use crate::recognition::materialize::{erase_dead, materialize, position};
+use crate::recognition::materialize::{block_order, erase_dead, materialize};
 use crate::recognition::per_slot;
 use crate::recognition::{Budget, Combine, CombineOutcome, extracted_combine, extractor, failures_under, holds_unweighted_combine, saturate};
 use gmmfr_dialect::context::NpuContext;
@@ -162,7 +162,7 @@ impl Pass for RecognizeMoeCombinePass {
                 }
             }
             // Outermost first: a root covered by another root's combine is not rewritten twice.
-            roots.sort_by_key(|(op, _, _)| std::cmp::Reverse(position(&block, *op)));
+            roots.sort_by(|(a, _, _), (b, _, _)| block_order(*b, *a));
             let extractor = extractor(&dataflow);
             let mut chosen: Vec<(OperationRef<'_, '_>, Value<'_, '_>, String, Combine)> = Vec::new();
             let mut covered = Vec::new();
