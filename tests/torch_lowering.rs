@@ -361,6 +361,26 @@ fn cases() -> Vec<Case> {
         ],
         expected: f32s(&[3, 2], vec![3., 4., 8., 8., 13., 16.]),
     });
+    // torch_npu's npu_swiglu on the last dim: silu(first half) * second half.
+    let xs: Vec<f32> = vec![-1.0, 0.5, 2.0, -3.0, 1.5, -0.25, 0.75, 4.0];
+    let silu = |v: f32| (v as f64) / (1.0 + (-(v as f64)).exp());
+    let swiglu: Vec<f32> = (0..2)
+        .flat_map(|r| (0..2).map(move |c| (r, c)))
+        .map(|(r, c)| (silu(xs[r * 4 + c]) * xs[r * 4 + c + 2] as f64) as f32)
+        .collect();
+    out.push(Case {
+        name: "npu_swiglu",
+        text: torch_function(
+            &["!torch.vtensor<[2,4],f32>"],
+            "!torch.vtensor<[2,2],f32>",
+            &format!(
+                "{}  %out = \"torch.operator\"(%arg0, %d) <{{name = \"torch.npu.npu_swiglu\"}}> : (!torch.vtensor<[2,4],f32>, !torch.int) -> !torch.vtensor<[2,2],f32>",
+                int("d", -1)
+            ),
+        ),
+        args: vec![f32s(&[2, 4], xs.clone())],
+        expected: f32s(&[2, 2], swiglu),
+    });
     out
 }
 

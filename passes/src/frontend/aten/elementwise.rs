@@ -243,6 +243,57 @@ pub fn lower<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<
     Ok(Some(lowered))
 }
 
+/// torch_npu's `npu_swiglu(x, dim=-1)`: `silu(a) * b` for the halves `[a, b]` of the last dim,
+/// computed in f32 for half types (one linalg.generic reading both halves of x).
+fn swiglu<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String> {
+    let (x, t) = super::tensor_operand(op, 0)?;
+    let out = result_type(op)?;
+    let rank = t.rank();
+    let dim = if op.operand_count() > 1 { super::int_operand(op, 1)? } else { -1 };
+    if rank == 0 || super::normalize_dim(dim, rank)? != rank - 1 {
+        return Err(format!("npu_swiglu along dim {dim} of {} (only the last dim is lowered)", t.r#type()));
+    }
+    let half = t.dims[rank - 1] / 2;
+    let mut expected = t.dims.clone();
+    expected[rank - 1] = half;
+    if t.dims[rank - 1] % 2 != 0 || out.dims != expected || out.elem != t.elem || !is_float(&t.elem) {
+        return Err(format!("npu_swiglu of {} to {}", t.r#type(), out.r#type()));
+    }
+    let compute = compute_elem(&out.elem).to_string();
+    let mut body = String::new();
+    let mut fresh = 0;
+    let a = convert(&mut body, &mut fresh, "%a", &t.elem, &compute);
+    let b = convert(&mut body, &mut fresh, "%b", &t.elem, &compute);
+    let mut result = format!("%r{fresh}");
+    body.push_str(&format!(
+        "      %n = arith.negf {a} : {compute}\n      %e = math.exp %n : {compute}\n      %one = arith.constant 1.0 : {compute}\n      %d = arith.addf %one, %e : {compute}\n      %s = arith.divf {a}, %d : {compute}\n      {result} = arith.mulf %s, {b} : {compute}\n"
+    ));
+    result = convert(&mut body, &mut fresh, &result, &compute, &out.elem);
+    let mut snippet = Snippet::new();
+    let input = snippet.arg(x);
+    // The two halves as slices of the last dim.
+    let halves: Vec<String> =
+        [0, half].iter().map(|start| super::shape::extract(&mut snippet, &input, &t, rank - 1, *start, half, 1).0).collect();
+    let empty = snippet.empty(&out);
+    let name = snippet.fresh("swiglu");
+    let map = identity_map(rank);
+    snippet.line(&format!(
+        "{name} = linalg.generic {{indexing_maps = [{map}, {map}, {map}], iterator_types = [{}]}} ins({}, {} : {}, {}) outs({empty} : {}) {{\n    ^bb0(%a: {}, %b: {}, %out: {}):\n{body}      linalg.yield {result} : {}\n    }} -> {}",
+        parallel(rank),
+        halves[0],
+        halves[1],
+        out.r#type(),
+        out.r#type(),
+        out.r#type(),
+        t.elem,
+        t.elem,
+        out.elem,
+        out.elem,
+        out.r#type()
+    ));
+    Lowered::single(op, snippet, name, &out)
+}
+
 /// `arange.start_step(start, end, step, ...)` (and `arange.start`, `arange`): `start + i * step`
 /// over the static result.
 fn arange<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String> {
@@ -280,6 +331,9 @@ fn arange<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c
 fn number_to_tensor<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<Lowered<'c, 'a>>, String> {
     if matches!(name, "torch.aten.arange.start_step" | "torch.aten.arange.start" | "torch.aten.arange") {
         return arange(name, op).map(Some);
+    }
+    if name == "torch.npu.npu_swiglu" {
+        return swiglu(op).map(Some);
     }
     let v = match name {
         "torch.prim.NumToTensor.Scalar" | "torch.aten.scalar_tensor" => scalar(op, 0)?,

@@ -152,7 +152,7 @@ fn expand<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, Strin
 }
 
 /// `tensor.extract_slice` of `input` (type `t`) along `dim`: `[start, start + size)` by `step`.
-fn extract(snippet: &mut Snippet<'_, '_>, input: &str, t: &Static, dim: usize, start: u64, size: u64, step: u64) -> (String, Static) {
+pub fn extract(snippet: &mut Snippet<'_, '_>, input: &str, t: &Static, dim: usize, start: u64, size: u64, step: u64) -> (String, Static) {
     let mut dims = t.dims.clone();
     dims[dim] = size;
     let out = Static {
