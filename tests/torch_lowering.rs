@@ -452,3 +452,27 @@ fn an_unlowerable_op_stays_with_a_located_reason() {
     let error = gmmfr::runner::run(&compiler, module, "main", None, &args, 1).unwrap_err().to_string();
     assert!(error.contains("case.mlir:"), "{error}");
 }
+
+// Weights baked into an export (`torch.vtensor.literal` with a dense_resource blob) become
+// constants of the same elements, and `embedding` gathers their rows.
+#[test]
+fn literal_weights_and_embedding_run() {
+    let text = "func.func @main(%arg0: !torch.vtensor<[3],si64>) -> !torch.vtensor<[3,2],f32> {
+  %w = \"torch.vtensor.literal\"() <{value = dense_resource<table> : tensor<4x2xf32>}> : () -> !torch.vtensor<[4,2],f32>
+  %p = \"torch.constant.int\"() <{value = -1 : i64}> : () -> !torch.int
+  %f = \"torch.constant.bool\"() <{value = false}> : () -> !torch.bool
+  %out = \"torch.aten.embedding\"(%w, %arg0, %p, %f, %f) : (!torch.vtensor<[4,2],f32>, !torch.vtensor<[3],si64>, !torch.int, !torch.bool, !torch.bool) -> !torch.vtensor<[3,2],f32>
+  return %out : !torch.vtensor<[3,2],f32>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      table: \"0x040000000000803F0000004000004040000080400000A0400000C0400000E04000000041\"
+    }
+  }
+#-}
+";
+    // The table is [[1, 2], [3, 4], [5, 6], [7, 8]]; rows 3, 0, 2.
+    let results = run(text, &[Tensor::from_i64(vec![3], vec![3, 0, 2]).unwrap()]).unwrap();
+    assert_eq!(results[0].to_f32_vec(), vec![7., 8., 1., 2., 5., 6.]);
+}

@@ -11,7 +11,7 @@ use crate::recognition::materialize::erase_dead;
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::graph::erase;
 use gmmfr_dialect::location::SourceLoc;
-use melior::ir::{BlockLike, Module, RegionLike, ValueLike, operation::OperationLike};
+use melior::ir::{BlockLike, BlockRef, Module, OperationRef, RegionLike, ValueLike, attribute::AttributeLike, operation::OperationLike};
 use std::collections::BTreeMap;
 
 /// The pass's description.
@@ -27,7 +27,7 @@ pub const INFO: PassInfo = PassInfo {
                   linalg.generic computing half floats in f32; mm/bmm linalg.matmul/batch_matmul accumulating in \
                   f32; sum.dim_IntList/mean.dim linalg.reduce; index.Tensor/index_select a clamped gather; \
                   sort/cumsum/bincount/histc/index_put loops over 1-D tensors (out-of-range indices skipped); \
-                  clamp, arange, full/zeros/ones/empty constants, torch_npu's npu_swiglu. Needs \
+                  clamp, arange, full/zeros/ones/empty constants, vtensor.literal weights as arith.constant, embedding, torch_npu's npu_swiglu. Needs \
                   static shapes and constant shape arguments; any op it cannot lower stays, with a remark saying \
                   why, and one remark per op name still left.",
     options: &[],
@@ -42,6 +42,22 @@ impl TorchLowerAtenPass {
         check_option_names(&INFO, options)?;
         Ok(Self)
     }
+}
+
+/// Replaces a `torch.vtensor.literal` by an `arith.constant` holding its `value` attribute.
+fn literal_constant<'c, 'a>(context: &'c NpuContext, block: &BlockRef<'c, 'a>, op: OperationRef<'c, 'a>) -> Result<(), String> {
+    let value = op.attribute("value").map_err(|_| "a literal without a value")?;
+    let result = op.result(0).map_err(|_| "no result")?;
+    if value.r#type() != result.r#type() {
+        return Err(format!("its value has type {}, its result {}", value.r#type(), result.r#type()));
+    }
+    let constant = melior::dialect::arith::constant(context.mlir(), value, op.location());
+    let constant = block.insert_operation_before(op, constant);
+    let new = constant.result(0).map_err(|_| "no constant result")?;
+    // SAFETY: both values are live in this block and of the same type (checked above).
+    unsafe { mlir_sys::mlirValueReplaceAllUsesOfWith(result.to_raw(), new.to_raw()) }
+    erase(op);
+    Ok(())
 }
 
 /// Ops that only carry constants and lists to other torch ops: erased once unused.
@@ -70,6 +86,19 @@ impl Pass for TorchLowerAtenPass {
                 next = op.next_in_block();
                 let name = torch_op_name(&op);
                 if !name.starts_with("torch.") || is_structural(&name) {
+                    continue;
+                }
+                if name == "torch.vtensor.literal" {
+                    // A weight baked into the export: the same attribute (inline elements or a
+                    // dense_resource blob of this context) on an arith.constant. Built from the
+                    // attribute object, not its text: re-parsing a resource name would make a new,
+                    // empty resource.
+                    match literal_constant(context, &block, op) {
+                        Ok(()) => *lowered.entry(name).or_insert(0) += 1,
+                        Err(why) => outcome
+                            .diagnostics
+                            .push(remark(SourceLoc::from_location(op.location()), format!("{name} not lowered: {why}"))),
+                    }
                     continue;
                 }
                 let result = lower(op).and_then(|found| match found {

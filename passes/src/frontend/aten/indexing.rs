@@ -1,5 +1,5 @@
-//! Gathers by an index tensor: `index.Tensor` with one index tensor on the first dim and
-//! `index_select` on any dim, as a `linalg.generic` that extracts each element. Negative indices
+//! Gathers by an index tensor: `index.Tensor` with one index tensor on the first dim,
+//! `embedding` (rows of its weight) and `index_select` on any dim, as a `linalg.generic` that extracts each element. Negative indices
 //! wrap as in torch; an index still outside the dim is clamped into it, so generated code never
 //! reads out of bounds (torch raises an error there instead).
 
@@ -19,6 +19,11 @@ pub fn lower<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<
                 [only] => *only,
                 _ => return Err(format!("{} index tensors (only one, on the first dim, is supported)", items.len())),
             };
+            gather(op, index, 0, true)?
+        }
+        "torch.aten.embedding" => {
+            // embedding(weight, indices, padding_idx, scale_grad, sparse): rows of weight.
+            let index = op.operand(1).map_err(|_| "operand 1 is missing")?;
             gather(op, index, 0, true)?
         }
         "torch.aten.index_select" => {
