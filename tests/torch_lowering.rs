@@ -381,6 +381,36 @@ fn cases() -> Vec<Case> {
         args: vec![f32s(&[2, 4], xs.clone())],
         expected: f32s(&[2, 2], swiglu),
     });
+    // A router: softmax over experts, then the top 2 (values, and indices as f32 * 10 added).
+    let logits: Vec<f32> = vec![0.5, -1.0, 2.0, 0.25, 1.0, 3.0, -2.0, 3.0];
+    let mut router = Vec::new();
+    for r in 0..2 {
+        let row = &logits[r * 4..r * 4 + 4];
+        let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let exps: Vec<f64> = row.iter().map(|v| (*v as f64 - max).exp()).collect();
+        let total: f64 = exps.iter().sum();
+        let probs: Vec<f64> = exps.iter().map(|e| e / total).collect();
+        let mut order: Vec<usize> = (0..4).collect();
+        // Larger first; ties keep the lower index first.
+        order.sort_by(|a, b| probs[*b].partial_cmp(&probs[*a]).unwrap().then(a.cmp(b)));
+        for &i in &order[..2] {
+            router.push((probs[i] + 10.0 * i as f64) as f32);
+        }
+    }
+    out.push(Case {
+        name: "_softmax + topk",
+        text: torch_function(
+            &["!torch.vtensor<[2,4],f32>"],
+            "!torch.vtensor<[2,2],f32>",
+            &format!(
+                "{}{}  %f = \"torch.constant.bool\"() <{{value = false}}> : () -> !torch.bool\n  %t = \"torch.constant.bool\"() <{{value = true}}> : () -> !torch.bool\n  %p = \"torch.aten._softmax\"(%arg0, %d, %f) : (!torch.vtensor<[2,4],f32>, !torch.int, !torch.bool) -> !torch.vtensor<[2,4],f32>\n  %top:2 = \"torch.aten.topk\"(%p, %k, %d, %t, %t) : (!torch.vtensor<[2,4],f32>, !torch.int, !torch.int, !torch.bool, !torch.bool) -> (!torch.vtensor<[2,2],f32>, !torch.vtensor<[2,2],si64>)\n  %six = \"torch.constant.int\"() <{{value = 6 : i64}}> : () -> !torch.int\n  %ix = \"torch.prims.convert_element_type\"(%top#1, %six) : (!torch.vtensor<[2,2],si64>, !torch.int) -> !torch.vtensor<[2,2],f32>\n  %ten = \"torch.constant.int\"() <{{value = 10 : i64}}> : () -> !torch.int\n  %ix10 = \"torch.aten.mul.Scalar\"(%ix, %ten) : (!torch.vtensor<[2,2],f32>, !torch.int) -> !torch.vtensor<[2,2],f32>\n  %one = \"torch.constant.int\"() <{{value = 1 : i64}}> : () -> !torch.int\n  %out = \"torch.aten.add.Tensor\"(%top#0, %ix10, %one) : (!torch.vtensor<[2,2],f32>, !torch.vtensor<[2,2],f32>, !torch.int) -> !torch.vtensor<[2,2],f32>",
+                int("d", -1),
+                int("k", 2)
+            ),
+        ),
+        args: vec![f32s(&[2, 4], logits.clone())],
+        expected: f32s(&[2, 2], router),
+    });
     out
 }
 

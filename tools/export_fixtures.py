@@ -698,6 +698,34 @@ def fx_titan_index_add_f32() -> Fixture:
                "vtensor<[?],si64> followed by aten._assert_scalar checks on its size"])
 
 
+def fx_titan_router_index_add_f32() -> Fixture:
+    """The same layer with its router in the graph: logits, softmax, topk (renormalized)."""
+    s = _TITAN_SHAPES
+
+    class Module(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dispatch = TitanDispatch(s["e"], s["k_top"])
+
+        def forward(self, x, gate, w):
+            probs = torch.softmax(x @ gate.t(), dim=-1)
+            topk_w, topk_ids = torch.topk(probs, s["k_top"], dim=-1)
+            topk_w = topk_w / topk_w.sum(dim=-1, keepdim=True)
+            token_idx, out_sorted, w_sorted = self.dispatch(x, topk_ids, topk_w, w)
+            weighted = out_sorted * w_sorted[:, None]
+            return torch.zeros(s["t"], s["n"]).index_add(0, token_idx, weighted)
+
+    x, _, _, w = _titan_args(**s)
+    gate = torch.randn(s["e"], s["h"])
+    return Fixture(
+        Module(), [x, gate, w], ["x", "gate", "w"], "positive",
+        "router (x @ gate.T, softmax, topk, renormalize) + argsort(stable) + x[perm // K] + "
+        "bincount/cumsum int32 + aten._grouped_mm + * w_sorted[:, None] + zeros.index_add", "f32", True,
+        "torchtitan-style layer with its router in the graph (softmax + topk), combined with "
+        "index_add.",
+        notes=[DECOMP_NOTE])
+
+
 def fx_titan_scatter_add_f32() -> Fixture:
     s = dict(_TITAN_SHAPES, t=9, e=6, k_top=3, h=32, n=16)
 
@@ -1048,6 +1076,7 @@ FIXTURES: dict[str, Callable[[], Fixture]] = {
     "quant_a8w8_int32_dequant": fx_quant_a8w8_int32_dequant,
     "quant_a8w8_weight_in_pertoken": fx_quant_a8w8_weight_in_pertoken,
     "titan_index_add_f32": fx_titan_index_add_f32,
+    "titan_router_index_add_f32": fx_titan_router_index_add_f32,
     "titan_scatter_add_f32": fx_titan_scatter_add_f32,
     "titan_index_put_f32": fx_titan_index_put_f32,
     "hf_qwen3_grouped_f32": fx_hf_qwen3_grouped_f32,

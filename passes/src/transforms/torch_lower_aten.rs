@@ -27,7 +27,7 @@ pub const INFO: PassInfo = PassInfo {
                   linalg.generic computing half floats in f32; mm/bmm linalg.matmul/batch_matmul accumulating in \
                   f32; sum.dim_IntList/mean.dim linalg.reduce; index.Tensor/index_select a clamped gather; \
                   sort/cumsum/bincount/histc/index_put loops over 1-D tensors (out-of-range indices skipped); \
-                  clamp, arange, full/zeros/ones/empty constants, vtensor.literal weights as arith.constant, embedding, torch_npu's npu_swiglu. Needs \
+                  clamp, arange, full/zeros/ones/empty constants, vtensor.literal weights as arith.constant, embedding, softmax, topk, torch_npu's npu_swiglu. Needs \
                   static shapes and constant shape arguments; any op it cannot lower stays, with a remark saying \
                   why, and one remark per op name still left.",
     options: &[],

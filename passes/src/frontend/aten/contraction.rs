@@ -1,6 +1,6 @@
 //! Matmuls and reductions: `mm` and `bmm` as `linalg.matmul` / `linalg.batch_matmul`
 //! accumulating half floats in f32 (rounded once at the end, as torch's CPU kernels do), and
-//! `sum.dim_IntList` / `mean.dim` as `linalg.reduce`.
+//! `sum.dim_IntList` / `mean.dim` as `linalg.reduce`, and `softmax` (max, exp, sum, divide).
 
 use super::{Lowered, Snippet, Static, compute_elem, is_float, normalize_dim, result_type, tensor_operand};
 use crate::frontend::torch_values::TorchValue;
@@ -13,6 +13,7 @@ pub fn lower<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<
         "torch.aten.bmm" => matmul(op, "linalg.batch_matmul", 3)?,
         "torch.aten.sum.dim_IntList" => reduce(op, false)?,
         "torch.aten.mean.dim" => reduce(op, true)?,
+        "torch.aten._softmax" | "torch.aten.softmax.int" => softmax(op)?,
         _ => return Ok(None),
     }))
 }
@@ -126,6 +127,64 @@ fn reduce<'c: 'a, 'a>(op: OperationRef<'c, 'a>, mean: bool) -> Result<Lowered<'c
         out.r#type()
     ));
     Lowered::single(op, snippet, name, &out)
+}
+
+/// `softmax(x, dim)`: `exp(x - max) / sum(exp(x - max))` along `dim`, computed in f32 (f64 for
+/// f64) and rounded once to the result type.
+fn softmax<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String> {
+    let (x, t) = tensor_operand(op, 0)?;
+    let out = result_type(op)?;
+    let dim = normalize_dim(super::int_operand(op, 1)?, t.rank())?;
+    if t.rank() == 0 || out.dims != t.dims || !is_float(&t.elem) || !is_float(&out.elem) {
+        return Err(format!("softmax of {} to {}", t.r#type(), out.r#type()));
+    }
+    let acc = compute_elem(&out.elem).to_string();
+    let full = t.with_elem(&acc);
+    let reduced = Static {
+        dims: (0..t.rank()).filter(|d| *d != dim).map(|d| t.dims[d]).collect(),
+        elem: acc.clone(),
+    };
+    let map = super::identity_map(t.rank());
+    let kept: Vec<String> = (0..t.rank()).filter(|d| *d != dim).map(|d| format!("d{d}")).collect();
+    let bcast = format!("affine_map<({}) -> ({})>", super::loop_dims(t.rank()), kept.join(", "));
+    let par = super::parallel(t.rank());
+    let (ft, rt) = (full.r#type(), reduced.r#type());
+    let mut snippet = Snippet::new();
+    let input = snippet.arg(x);
+    let wide = snippet.convert_tensor(&input, &t, &acc);
+    let init = snippet.empty(&reduced);
+    let lowest = snippet.fresh("lowest");
+    snippet.line(&format!("{lowest} = arith.constant 0xFF800000 : f32"));
+    let lowest = if acc == "f32" {
+        lowest
+    } else {
+        let wide_lowest = snippet.fresh("lowest");
+        snippet.line(&format!("{wide_lowest} = arith.extf {lowest} : f32 to {acc}"));
+        wide_lowest
+    };
+    let filled = snippet.fresh("fill");
+    snippet.line(&format!("{filled} = linalg.fill ins({lowest} : {acc}) outs({init} : {rt}) -> {rt}"));
+    let max = snippet.fresh("max");
+    snippet.line(&format!(
+        "{max} = linalg.reduce ins({wide} : {ft}) outs({filled} : {rt}) dimensions = [{dim}]\n    (%in: {acc}, %m: {acc}) {{\n      %x = arith.maximumf %in, %m : {acc}\n      linalg.yield %x : {acc}\n    }}"
+    ));
+    let e_init = snippet.empty(&full);
+    let exps = snippet.fresh("exp");
+    snippet.line(&format!(
+        "{exps} = linalg.generic {{indexing_maps = [{map}, {bcast}, {map}], iterator_types = [{par}]}} ins({wide}, {max} : {ft}, {rt}) outs({e_init} : {ft}) {{\n    ^bb0(%v: {acc}, %m: {acc}, %o: {acc}):\n      %d = arith.subf %v, %m : {acc}\n      %e = math.exp %d : {acc}\n      linalg.yield %e : {acc}\n    }} -> {ft}"
+    ));
+    let zeros = snippet.zeros(&reduced);
+    let sum = snippet.fresh("sum");
+    snippet.line(&format!(
+        "{sum} = linalg.reduce ins({exps} : {ft}) outs({zeros} : {rt}) dimensions = [{dim}]\n    (%in: {acc}, %s: {acc}) {{\n      %x = arith.addf %in, %s : {acc}\n      linalg.yield %x : {acc}\n    }}"
+    ));
+    let q_init = snippet.empty(&full);
+    let quotient = snippet.fresh("softmax");
+    snippet.line(&format!(
+        "{quotient} = linalg.generic {{indexing_maps = [{map}, {bcast}, {map}], iterator_types = [{par}]}} ins({exps}, {sum} : {ft}, {rt}) outs({q_init} : {ft}) {{\n    ^bb0(%e: {acc}, %s: {acc}, %o: {acc}):\n      %q = arith.divf %e, %s : {acc}\n      linalg.yield %q : {acc}\n    }} -> {ft}"
+    ));
+    let result = snippet.convert_tensor(&quotient, &full, &out.elem);
+    Lowered::single(op, snippet, result, &out)
 }
 
 /// The reassociation expanding a reduced shape back to rank `rank` with ones at `reduced`: each

@@ -1,6 +1,6 @@
-//! The ops a MoE router uses to group tokens by expert, as loops over 1-D tensors: `sort` (stable
-//! or not: a stable sort is one valid result, ascending or descending), `cumsum`, `bincount` and
-//! `histc`, and `index_put` (with or without accumulate) along the first dim. They are what an
+//! The ops a MoE router uses to pick and group tokens by expert, as loops: `topk` (rows of a 1-D
+//! or 2-D tensor), `sort` (1-D, stable or not: a stable sort is one valid result, ascending or
+//! descending), `cumsum`, `bincount` and `histc`, and `index_put` (with or without accumulate) along the first dim. They are what an
 //! unrecognized combine leaves behind; lowering them lets such a module run unfused. Index values
 //! outside their range are skipped (torch raises there), so no generated access is out of bounds.
 
@@ -13,6 +13,7 @@ pub fn lower<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Option<
     Ok(Some(match name {
         "torch.aten.sort" | "torch.aten.sort.stable" => sort(name, op)?,
         "torch.aten.cumsum" => cumsum(op)?,
+        "torch.aten.topk" => topk(op)?,
         "torch.aten.bincount" => bincount(op)?,
         "torch.aten.histc" => histc(op)?,
         "torch.aten.index_put" | "torch.aten._index_put_impl" => index_put(op)?,
@@ -102,6 +103,104 @@ fn sort<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 
     Ok(Lowered {
         snippet,
         results: vec![(format!("{result}#0"), vt.clone()), (format!("{result}#1"), it.clone())],
+        replaces: vec![values, indices],
+        also_erase: Vec::new(),
+    })
+}
+
+/// `topk(x, k, dim=-1, largest, sorted)` along the last dim of a 1-D or 2-D tensor: the rank of
+/// element i in its row is the number of elements before it in the order (larger (smaller), or
+/// equal and earlier); the first k ranks are written, so the result is sorted.
+fn topk<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String> {
+    let (x, t) = tensor_operand(op, 0)?;
+    let k = u64::try_from(int_operand(op, 1)?).map_err(|_| "k is negative")?;
+    let dim = int_operand(op, 2)?;
+    let rank = t.rank();
+    if !(rank == 1 || rank == 2) || (dim != -1 && dim != rank as i64 - 1) {
+        return Err(format!("topk along dim {dim} of {} (the last dim of a 1-D or 2-D tensor is lowered)", t.r#type()));
+    }
+    let largest = !matches!(TorchValue::of(op.operand(3).map_err(|_| "largest")?), TorchValue::Bool(false));
+    let values_type = result_type(op)?;
+    let indices: Value = op.result(1).map_err(|_| "no indices result")?.into();
+    let indices_type = Static::of(indices)?;
+    let n = t.dims[rank - 1];
+    let rows = if rank == 2 { t.dims[0] } else { 1 };
+    let mut expected = t.dims.clone();
+    expected[rank - 1] = k;
+    if k > n || values_type.dims != expected || values_type.elem != t.elem || indices_type.dims != expected || indices_type.elem != "i64" {
+        return Err(format!("topk {k} of {} to {} and {}", t.r#type(), values_type.r#type(), indices_type.r#type()));
+    }
+    let e = &t.elem;
+    let (better, same) = match (is_float(e), largest) {
+        (true, true) => ("arith.cmpf ogt", "arith.cmpf oeq"),
+        (true, false) => ("arith.cmpf olt", "arith.cmpf oeq"),
+        (false, true) => ("arith.cmpi sgt", "arith.cmpi eq"),
+        (false, false) => ("arith.cmpi slt", "arith.cmpi eq"),
+    };
+    // Work on (rows, n); reshape 1-D in and out.
+    let mut snippet = Snippet::new();
+    let input = snippet.arg(x);
+    let matrix = Static { dims: vec![rows, n], elem: e.clone() };
+    let out_matrix = Static { dims: vec![rows, k], elem: e.clone() };
+    let idx_matrix = Static { dims: vec![rows, k], elem: "i64".into() };
+    let source = if rank == 1 {
+        let r = snippet.fresh("row");
+        snippet.line(&format!("{r} = tensor.expand_shape {input} [[0, 1]] output_shape [1, {n}] : {} into {}", t.r#type(), matrix.r#type()));
+        r
+    } else {
+        input
+    };
+    let vals0 = snippet.empty(&out_matrix);
+    let idx0 = snippet.empty(&idx_matrix);
+    let (mt, vt, it) = (matrix.r#type(), out_matrix.r#type(), idx_matrix.r#type());
+    let result = snippet.fresh("topk");
+    snippet.line(&format!(
+        "%c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %rows = arith.constant {rows} : index
+  %n = arith.constant {n} : index
+  %k = arith.constant {k} : index
+  {result}:2 = scf.for %r = %c0 to %rows step %c1 iter_args(%vals = {vals0}, %idx = {idx0}) -> ({vt}, {it}) {{
+    %row:2 = scf.for %i = %c0 to %n step %c1 iter_args(%v1 = %vals, %x1 = %idx) -> ({vt}, {it}) {{
+      %vi = tensor.extract {source}[%r, %i] : {mt}
+      %place = scf.for %j = %c0 to %n step %c1 iter_args(%p = %c0) -> (index) {{
+        %vj = tensor.extract {source}[%r, %j] : {mt}
+        %first = {better}, %vj, %vi : {e}
+        %eq = {same}, %vj, %vi : {e}
+        %earlier = arith.cmpi ult, %j, %i : index
+        %tie = arith.andi %eq, %earlier : i1
+        %counts = arith.ori %first, %tie : i1
+        %one = arith.select %counts, %c1, %c0 : index
+        %p2 = arith.addi %p, %one : index
+        scf.yield %p2 : index
+      }}
+      %kept = arith.cmpi ult, %place, %k : index
+      %next:2 = scf.if %kept -> ({vt}, {it}) {{
+        %v2 = tensor.insert %vi into %v1[%r, %place] : {vt}
+        %i64 = arith.index_cast %i : index to i64
+        %x2 = tensor.insert %i64 into %x1[%r, %place] : {it}
+        scf.yield %v2, %x2 : {vt}, {it}
+      }} else {{
+        scf.yield %v1, %x1 : {vt}, {it}
+      }}
+      scf.yield %next#0, %next#1 : {vt}, {it}
+    }}
+    scf.yield %row#0, %row#1 : {vt}, {it}
+  }}"
+    ));
+    let (mut values_name, mut indices_name) = (format!("{result}#0"), format!("{result}#1"));
+    if rank == 1 {
+        let v = snippet.fresh("vals");
+        snippet.line(&format!("{v} = tensor.collapse_shape {values_name} [[0, 1]] : {vt} into {}", values_type.r#type()));
+        let i = snippet.fresh("idx");
+        snippet.line(&format!("{i} = tensor.collapse_shape {indices_name} [[0, 1]] : {it} into {}", indices_type.r#type()));
+        values_name = v;
+        indices_name = i;
+    }
+    let values: Value = op.result(0).map_err(|_| "no values result")?.into();
+    Ok(Lowered {
+        snippet,
+        results: vec![(values_name, values_type.r#type()), (indices_name, indices_type.r#type())],
         replaces: vec![values, indices],
         also_erase: Vec::new(),
     })
