@@ -45,6 +45,25 @@ fn vector_operand<'c: 'a, 'a>(snippet: &mut Snippet<'c, 'a>, value: Value<'c, 'a
     Ok((cast, t))
 }
 
+/// `%place`: how many elements `%j` of `[0, %n)` come before element `%i` (value `%vi`) in the
+/// order `before` (an `arith.cmp*` predicate), ties broken by position: a stable rank. `read_j`
+/// reads element `%j` (as `%vj`); `%c0`, `%c1` and `%n` are in scope.
+fn rank_loop(read_j: &str, before: &str, same: &str, e: &str) -> String {
+    format!(
+        "    %place = scf.for %j = %c0 to %n step %c1 iter_args(%p = %c0) -> (index) {{
+      %vj = {read_j}
+      %first = {before}, %vj, %vi : {e}
+      %eq = {same}, %vj, %vi : {e}
+      %earlier = arith.cmpi ult, %j, %i : index
+      %tie = arith.andi %eq, %earlier : i1
+      %counts = arith.ori %first, %tie : i1
+      %one = arith.select %counts, %c1, %c0 : index
+      %p2 = arith.addi %p, %one : index
+      scf.yield %p2 : index
+    }}"
+    )
+}
+
 /// Stable sort of a 1-D tensor: the rank of element i is the number of elements before it in the
 /// order (smaller, or equal and earlier); values and indices are written at their ranks.
 fn sort<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String> {
@@ -81,23 +100,13 @@ fn sort<'c: 'a, 'a>(name: &str, op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 
   %n = arith.constant {n} : index
   {result}:2 = scf.for %i = %c0 to %n step %c1 iter_args(%vals = {vals0}, %idx = {idx0}) -> ({vt}, {it}) {{
     %vi = tensor.extract {input}[%i] : {vt}
-    %rank = scf.for %j = %c0 to %n step %c1 iter_args(%r = %c0) -> (index) {{
-      %vj = tensor.extract {input}[%j] : {vt}
-      %first = {before}, %vj, %vi : {e}
-      %same = {}, %vj, %vi : {e}
-      %earlier = arith.cmpi ult, %j, %i : index
-      %tie = arith.andi %same, %earlier : i1
-      %counts = arith.ori %first, %tie : i1
-      %one = arith.select %counts, %c1, %c0 : index
-      %r2 = arith.addi %r, %one : index
-      scf.yield %r2 : index
-    }}
-    %v2 = tensor.insert %vi into %vals[%rank] : {vt}
+{}
+    %v2 = tensor.insert %vi into %vals[%place] : {vt}
     %i64 = arith.index_cast %i : index to i64
-    %x2 = tensor.insert %i64 into %idx[%rank] : {it}
+    %x2 = tensor.insert %i64 into %idx[%place] : {it}
     scf.yield %v2, %x2 : {vt}, {it}
   }}",
-        if is_float(e) { "arith.cmpf oeq" } else { "arith.cmpi eq" }
+        rank_loop(&format!("tensor.extract {input}[%j] : {vt}"), before, if is_float(e) { "arith.cmpf oeq" } else { "arith.cmpi eq" }, e)
     ));
     let values: Value = op.result(0).map_err(|_| "no values result")?.into();
     Ok(Lowered {
@@ -163,17 +172,7 @@ fn topk<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String>
   {result}:2 = scf.for %r = %c0 to %rows step %c1 iter_args(%vals = {vals0}, %idx = {idx0}) -> ({vt}, {it}) {{
     %row:2 = scf.for %i = %c0 to %n step %c1 iter_args(%v1 = %vals, %x1 = %idx) -> ({vt}, {it}) {{
       %vi = tensor.extract {source}[%r, %i] : {mt}
-      %place = scf.for %j = %c0 to %n step %c1 iter_args(%p = %c0) -> (index) {{
-        %vj = tensor.extract {source}[%r, %j] : {mt}
-        %first = {better}, %vj, %vi : {e}
-        %eq = {same}, %vj, %vi : {e}
-        %earlier = arith.cmpi ult, %j, %i : index
-        %tie = arith.andi %eq, %earlier : i1
-        %counts = arith.ori %first, %tie : i1
-        %one = arith.select %counts, %c1, %c0 : index
-        %p2 = arith.addi %p, %one : index
-        scf.yield %p2 : index
-      }}
+{}
       %kept = arith.cmpi ult, %place, %k : index
       %next:2 = scf.if %kept -> ({vt}, {it}) {{
         %v2 = tensor.insert %vi into %v1[%r, %place] : {vt}
@@ -186,7 +185,8 @@ fn topk<'c: 'a, 'a>(op: OperationRef<'c, 'a>) -> Result<Lowered<'c, 'a>, String>
       scf.yield %next#0, %next#1 : {vt}, {it}
     }}
     scf.yield %row#0, %row#1 : {vt}, {it}
-  }}"
+  }}",
+        rank_loop(&format!("tensor.extract {source}[%r, %j] : {mt}"), better, same, e)
     ));
     let (mut values_name, mut indices_name) = (format!("{result}#0"), format!("{result}#1"));
     if rank == 1 {
