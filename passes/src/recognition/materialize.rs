@@ -247,6 +247,25 @@ fn find_parts<'c: 'a, 'a>(
     })
 }
 
+/// A snippet line: a drop-less `npu.moe_init_routing` (every row active, per-expert counts) of
+/// `%x` by the i32 expert ids `ids`, producing `results` (expanded rows, index map, counts).
+pub(super) fn init_routing_line(results: &str, ids: &str, row_idx_type: i64, experts: impl std::fmt::Display, types: [&str; 5]) -> String {
+    let [x_type, ids_type, ex_type, map_type, counts_type] = types;
+    format!(
+        "  {results} = \"npu.moe_init_routing\"(%x, {ids}) {{expert_num = {experts} : i64, active_num = 0 : i64, row_idx_type = {row_idx_type} : i64, expert_tokens_num_type = 1 : i64}} : ({x_type}, {ids_type}) -> ({ex_type}, {map_type}, {counts_type})\n"
+    )
+}
+
+/// Snippet lines: `{result} = table[index]` over a 1-D `index` (a routing's gidx) into a 1-D
+/// `table` of `len` elements, each index clamped into the table.
+pub(super) fn gather_1d_lines(result: &str, table: &str, table_type: &str, table_elem: &str, index: &str, index_type: &str, index_elem: &str, len: impl Into<u64>) -> String {
+    let last = len.into().max(1) - 1;
+    let map = "affine_map<(d0) -> (d0)>";
+    format!(
+        "  %gather_init = tensor.empty() : {table_type}\n  {result} = linalg.generic {{indexing_maps = [{map}, {map}], iterator_types = [\"parallel\"]}} ins({index} : {index_type}) outs(%gather_init : {table_type}) {{\n  ^bb0(%gather_at: {index_elem}, %gather_out: {table_elem}):\n    %zero = arith.constant 0 : {index_elem}\n    %last = arith.constant {last} : {index_elem}\n    %lo = arith.maxsi %gather_at, %zero : {index_elem}\n    %c = arith.minsi %lo, %last : {index_elem}\n    %i = arith.index_cast %c : {index_elem} to index\n    %v = tensor.extract {table}[%i] : {table_type}\n    linalg.yield %v : {table_elem}\n  }} -> {table_type}\n"
+    )
+}
+
 /// Rewrites one recognized combine. `root_op` defines `root`, the combine's value.
 pub fn materialize<'c: 'a, 'a>(
     context: &'c Context,
@@ -305,19 +324,9 @@ pub fn materialize<'c: 'a, 'a>(
         }
         other => return Err(refuse("routing-ids-unknown", format!("expert ids of type {other}"))),
     };
-    let attrs = |row_idx_type: i64| {
-        format!(
-            "{{expert_num = {e} : i64, active_num = 0 : i64, row_idx_type = {row_idx_type} : i64, expert_tokens_num_type = 1 : i64}}"
-        )
-    };
-    body.push_str(&format!(
-        "  %ex, %inv, %counts = \"npu.moe_init_routing\"(%x, {ids32}) {} : ({x_type}, {ids2}) -> ({ex_type}, {flat_i32}, {counts_type})\n",
-        attrs(0)
-    ));
-    body.push_str(&format!(
-        "  %ex1, %gidx, %counts1 = \"npu.moe_init_routing\"(%x, {ids32}) {} : ({x_type}, {ids2}) -> ({ex_type}, {flat_i32}, {counts_type})\n",
-        attrs(1)
-    ));
+    let types = [x_type.as_str(), ids2.as_str(), ex_type.as_str(), flat_i32.as_str(), counts_type.as_str()];
+    body.push_str(&init_routing_line("%ex, %inv, %counts", &ids32, 0, e, types));
+    body.push_str(&init_routing_line("%ex1, %gidx, %counts1", &ids32, 1, e, types));
     body.push_str(&format!("  %gidx64 = arith.extsi %gidx : {flat_i32} to {flat_i64}\n"));
     let routing_text = format!(
         "func.func @routing(%ids: {ids_type}, %x: {x_type}) -> ({ex_type}, {flat_i32}, {counts_type}, {flat_i64}) {{\n{body}  return %ex, %inv, %counts, %gidx64 : {ex_type}, {flat_i32}, {counts_type}, {flat_i64}\n}}"
@@ -336,10 +345,10 @@ pub fn materialize<'c: 'a, 'a>(
         if !readers.is_empty() {
             let flat_type = flat.r#type().to_string();
             let (flat_dims, flat_elem) = dims_of(flat).ok_or_else(|| refuse("dynamic-shapes", "ids"))?;
-            let last = flat_dims.first().copied().unwrap_or(1).max(1) - 1;
-            let map = "affine_map<(d0) -> (d0)>";
+            let len = u64::try_from(flat_dims.first().copied().unwrap_or(1)).unwrap_or(1);
             let text = format!(
-                "func.func @sorted_ids(%ids: {flat_type}, %g: {flat_i64}) -> {flat_type} {{\n  %e = tensor.empty() : {flat_type}\n  %r = linalg.generic {{indexing_maps = [{map}, {map}], iterator_types = [\"parallel\"]}} ins(%g : {flat_i64}) outs(%e : {flat_type}) {{\n  ^bb0(%gi: i64, %o: {flat_elem}):\n    %zero = arith.constant 0 : i64\n    %last = arith.constant {last} : i64\n    %lo = arith.maxsi %gi, %zero : i64\n    %c = arith.minsi %lo, %last : i64\n    %i = arith.index_cast %c : i64 to index\n    %v = tensor.extract %ids[%i] : {flat_type}\n    linalg.yield %v : {flat_elem}\n  }} -> {flat_type}\n  return %r : {flat_type}\n}}"
+                "func.func @sorted_ids(%ids: {flat_type}, %g: {flat_i64}) -> {flat_type} {{\n{}  return %r : {flat_type}\n}}",
+                gather_1d_lines("%r", "%ids", &flat_type, &flat_elem, "%g", &flat_i64, "i64", len)
             );
             let sorted = splice(context, insert_before, &text, &[flat, gidx]).map_err(|e| refuse("internal", e.to_string()))?;
             for value in readers {

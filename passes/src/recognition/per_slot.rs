@@ -15,7 +15,7 @@
 //! `row-local-chain` (only row-local ops between the matmuls), `weights-not-per-slot`.
 
 use super::SPELLING_ATTRIBUTE;
-use super::materialize::{Unmaterializable, block_order};
+use super::materialize::{Unmaterializable, block_order, gather_1d_lines, init_routing_line};
 use crate::frontend::aten::tensor_type;
 use crate::frontend::splice::{splice, string_literal};
 use crate::frontend::torch_values::{TorchValue, torch_op_name};
@@ -416,11 +416,12 @@ pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spel
     let ids32 = tensor_type(&ids_dims, "i32");
     let cast = if ids_elem == "i64" { format!("  %ids32 = arith.trunci %ids : {} to {ids32}\n", tensor_type(&ids_dims, &ids_elem)) } else { String::new() };
     let ids_name = if ids_elem == "i64" { "%ids32" } else { "%ids" };
+    let x_type = tensor_type(&x_dims, &x_elem);
+    let types = [x_type.as_str(), ids32.as_str(), ex_type.as_str(), flat_i32.as_str(), counts_type.as_str()];
     let routing_text = format!(
-        "func.func @routing(%x: {}, %ids: {}) -> ({ex_type}, {flat_i32}, {counts_type}) {{\n{cast}  %ex, %inv, %counts = \"npu.moe_init_routing\"(%x, {ids_name}) {{expert_num = {experts} : i64, active_num = 0 : i64, row_idx_type = 0 : i64, expert_tokens_num_type = 1 : i64}} : ({}, {ids32}) -> ({ex_type}, {flat_i32}, {counts_type})\n  return %ex, %inv, %counts : {ex_type}, {flat_i32}, {counts_type}\n}}",
-        tensor_type(&x_dims, &x_elem),
+        "func.func @routing(%x: {x_type}, %ids: {}) -> ({ex_type}, {flat_i32}, {counts_type}) {{\n{cast}{}  return %ex, %inv, %counts : {ex_type}, {flat_i32}, {counts_type}\n}}",
         tensor_type(&ids_dims, &ids_elem),
-        tensor_type(&x_dims, &x_elem)
+        init_routing_line("%ex, %inv, %counts", ids_name, 0, experts, types)
     );
     let routing = splice(context, sum, &routing_text, &[layer.x, layer.ids]).map_err(|e| refuse("internal", e.to_string()))?;
     let (ex, inv, counts) = (routing[0], routing[1], routing[2]);
@@ -473,13 +474,11 @@ pub fn rewrite<'c: 'a, 'a>(context: &'c Context, sum: OperationRef<'c, 'a>, spel
     if !unfolded.is_empty() {
         let (flat_dims, flat_elem) = dims(layer.flat_ids).ok_or_else(|| refuse("dynamic-shapes", "ids"))?;
         let flat_type = tensor_type(&flat_dims, &flat_elem);
-        let map1 = "affine_map<(d0) -> (d0)>";
         let text = format!(
-            "func.func @sorted_ids(%x: {}, %ids: {}, %flat: {flat_type}) -> {flat_type} {{\n{cast}  %ex, %gidx, %counts = \"npu.moe_init_routing\"(%x, {ids_name}) {{expert_num = {experts} : i64, active_num = 0 : i64, row_idx_type = 1 : i64, expert_tokens_num_type = 1 : i64}} : ({}, {ids32}) -> ({ex_type}, {flat_i32}, {counts_type})\n  %e = tensor.empty() : {flat_type}\n  %r = linalg.generic {{indexing_maps = [{map1}, {map1}], iterator_types = [\"parallel\"]}} ins(%gidx : {flat_i32}) outs(%e : {flat_type}) {{\n  ^bb0(%g: i32, %o: {flat_elem}):\n    %zero = arith.constant 0 : i32\n    %last = arith.constant {} : i32\n    %lo = arith.maxsi %g, %zero : i32\n    %c = arith.minsi %lo, %last : i32\n    %i = arith.index_cast %c : i32 to index\n    %v = tensor.extract %flat[%i] : {flat_type}\n    linalg.yield %v : {flat_elem}\n  }} -> {flat_type}\n  return %r : {flat_type}\n}}",
-            tensor_type(&x_dims, &x_elem),
+            "func.func @sorted_ids(%x: {x_type}, %ids: {}, %flat: {flat_type}) -> {flat_type} {{\n{cast}{}{}  return %r : {flat_type}\n}}",
             tensor_type(&ids_dims, &ids_elem),
-            tensor_type(&x_dims, &x_elem),
-            t * k - 1
+            init_routing_line("%ex, %gidx, %counts", ids_name, 1, experts, types),
+            gather_1d_lines("%r", "%flat", &flat_type, &flat_elem, "%gidx", &flat_i32, "i32", t * k)
         );
         let sorted_ids = splice(context, sum, &text, &[layer.x, layer.ids, layer.flat_ids]).map_err(|e| refuse("internal", e.to_string()))?[0];
         for (gathered, table) in unfolded {

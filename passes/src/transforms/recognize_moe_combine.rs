@@ -11,7 +11,7 @@ use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::diagnostics::Diagnostic;
 use gmmfr_dialect::graph::producer;
 use gmmfr_dialect::location::SourceLoc;
-use melior::ir::{BlockLike, Module, OperationRef, RegionLike, Value, operation::OperationLike};
+use melior::ir::{Module, OperationRef, Value, operation::OperationLike};
 use std::time::Duration;
 
 /// The pass's description.
@@ -91,18 +91,9 @@ impl Pass for RecognizeMoeCombinePass {
 
     fn run(&self, context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
         let mut outcome = PassOutcome::default();
-        let mut functions = Vec::new();
-        let mut next = module.body().first_operation();
-        while let Some(op) = next {
-            next = op.next_in_block();
-            if op.name().as_string_ref().as_str() == Ok("func.func") {
-                functions.push(op);
-            }
-        }
         let (mut recognized, mut unrecognized, mut nodes, mut iterations) = (0u64, 0u64, 0u64, 0u64);
         let mut time = Duration::ZERO;
-        for function in functions {
-            let Some(block) = function.region(0).ok().and_then(|r| r.first_block()) else { continue };
+        for (function, block) in crate::frontend::function_bodies(module) {
             let function_name = function
                 .attribute("sym_name")
                 .ok()

@@ -11,7 +11,7 @@ use crate::recognition::materialize::erase_dead;
 use gmmfr_dialect::context::NpuContext;
 use gmmfr_dialect::graph::erase;
 use gmmfr_dialect::location::SourceLoc;
-use melior::ir::{BlockLike, BlockRef, Module, OperationRef, RegionLike, ValueLike, attribute::AttributeLike, operation::OperationLike};
+use melior::ir::{BlockLike, BlockRef, Module, OperationRef, ValueLike, attribute::AttributeLike, operation::OperationLike};
 use std::collections::BTreeMap;
 
 /// The pass's description.
@@ -74,13 +74,7 @@ impl Pass for TorchLowerAtenPass {
         let mut outcome = PassOutcome::default();
         let mut lowered: BTreeMap<String, u64> = BTreeMap::new();
         let mut left: BTreeMap<String, (u64, SourceLoc)> = BTreeMap::new();
-        let mut next_function = module.body().first_operation();
-        while let Some(function) = next_function {
-            next_function = function.next_in_block();
-            if function.name().as_string_ref().as_str() != Ok("func.func") {
-                continue;
-            }
-            let Some(block) = function.region(0).ok().and_then(|r| r.first_block()) else { continue };
+        for (_, block) in crate::frontend::function_bodies(module) {
             let mut next = block.first_operation();
             while let Some(op) = next {
                 next = op.next_in_block();

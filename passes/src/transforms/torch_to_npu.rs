@@ -409,20 +409,11 @@ impl Pass for TorchToNpuPass {
     fn run(&self, context: &NpuContext, module: &mut Module<'_>) -> Result<PassOutcome, PassError> {
         let mlir = context.mlir();
         let mut outcome = PassOutcome::default();
-        let mut functions = Vec::new();
-        let mut next = module.body().first_operation();
-        while let Some(op) = next {
-            next = op.next_in_block();
-            if op.name().as_string_ref().as_str() == Ok("func.func") {
-                functions.push(op);
-            }
-        }
         let mapper = Mapper { context: mlir };
         let mut mapped: BTreeMap<String, u64> = BTreeMap::new();
         let mut opaque: BTreeMap<String, (u64, SourceLoc)> = BTreeMap::new();
-        for function in functions {
+        for (function, block) in crate::frontend::function_bodies(module) {
             retype_function(mlir, function);
-            let Some(block) = function.region(0).ok().and_then(|r| r.first_block()) else { continue };
             map_block(&mapper, block, &mut mapped, &mut outcome.diagnostics)?;
             crate::recognition::materialize::erase_dead(&block);
             let mut next = block.first_operation();
