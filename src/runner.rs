@@ -217,7 +217,16 @@ pub fn compile(
     let parameters: Vec<TensorInfo> = (0..block.argument_count())
         .map(|i| block.argument(i).ok().and_then(|a| TensorInfo::of(a.r#type())))
         .collect::<Option<_>>()
-        .ok_or_else(|| invalid(location.clone(), format!("@{entry} takes a non-tensor argument")))?;
+        .ok_or_else(|| {
+            let torch = (0..block.argument_count())
+                .any(|i| block.argument(i).is_ok_and(|a| a.r#type().to_string().starts_with("!torch.")));
+            let hint = if torch {
+                " (torch-mlir types: import it first, e.g. --pass-pipeline torch-to-npu,npu-recognize-moe-combine,torch-lower-aten,npu-fuse-gmm-finalize)"
+            } else {
+                ""
+            };
+            invalid(location.clone(), format!("@{entry} takes a non-tensor argument{hint}"))
+        })?;
     let function_type = function
         .attribute("function_type")
         .ok()
